@@ -1,0 +1,233 @@
+"""Typed configs and named presets.
+
+Four small dataclasses — ``ModelConfig``, ``ThinkingConfig``, ``TrainConfig``, ``DataConfig`` — grouped in
+``RunConfig``. Each validates itself in ``__post_init__``; the resolved ``RunConfig`` is saved as JSON next to
+the weights and fully rebuilds the model and tokenizer.
+
+Presets are named override tables (sizes from the paper's Table D.1 plus CPU sizes). Recorded
+hyperparameters live here, not in comments; see LOG.md for how they were tuned.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+MODEL_NAMES = ("ebt", "transformer++")
+STEP_CONDS = ("stream", "token", "none")
+CANDIDATE_PROJS = ("linear", "tied")
+SYSTEMS = ("s1", "s2")
+
+
+def _positive(name: str, value, allow_zero: bool = False) -> None:
+    if value is None:
+        return
+    if not (value >= 0 if allow_zero else value > 0):
+        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+
+
+def _choice(name: str, value, choices) -> None:
+    if value not in choices:
+        raise ValueError(f"unknown {name} {value!r}; choose from {', '.join(map(str, choices))}")
+
+
+@dataclass
+class ModelConfig:
+    """Architecture of the text EBT / Transformer++ (shared fields) and the EBT's step size."""
+
+    model: str = "ebt"                 # registry name: "ebt" | "transformer++"
+    vocab_size: int = 256
+    d_model: int = 128
+    n_layers: int = 4
+    n_heads: int = 4
+    ffn_mult: float = 1.0              # SwiGLU hidden = d_model × ffn_mult (paper: 1)
+    context: int = 128                 # training context length S (longer inputs are allowed at inference)
+    norm_eps: float = 1e-5
+    step_cond: str = "stream"          # "stream": step embedding on predictions only | "token": paper's step token | "none"
+    n_landscapes: int = 1              # number of step embeddings (System 1 in the paper: 2)
+    candidate_proj: str = "linear"     # softmax(ŷ) → Linear(V, D) | "tied": p @ token_embedding.weight
+    alpha: float = 40.0                # step size α (tuned per vocabulary: the logit gradient scales like 1/V)
+    alpha_learnable: bool = True
+
+    def __post_init__(self):
+        _choice("model", self.model, MODEL_NAMES)
+        _choice("step_cond", self.step_cond, STEP_CONDS)
+        _choice("candidate_proj", self.candidate_proj, CANDIDATE_PROJS)
+        for n in ("vocab_size", "d_model", "n_layers", "n_heads", "ffn_mult", "context", "n_landscapes", "alpha", "norm_eps"):
+            _positive(n, getattr(self, n))
+        if self.vocab_size < 2:
+            raise ValueError(f"vocab_size must be >= 2, got {self.vocab_size}")
+        if self.d_model % self.n_heads or (self.d_model // self.n_heads) % 2:
+            raise ValueError(f"d_model={self.d_model} must split into n_heads={self.n_heads} heads of even size")
+
+    @property
+    def ffn_hidden(self) -> int:
+        return max(1, int(round(self.d_model * self.ffn_mult)))
+
+
+@dataclass
+class ThinkingConfig:
+    """How the EBT thinks during training (and, by default, evaluation)."""
+
+    system: str = "s1"                 # "s1": detach, loss on every step | "s2": no detach, truncated, loss on last step
+    steps: int = 2                     # thinking steps per batch (minimum when max_steps is set)
+    max_steps: int | None = None       # if set, steps ~ U{steps..max_steps} per batch in training
+    eval_steps: int | None = None      # steps at evaluation (default: max_steps or steps)
+    langevin_sigma: float = 0.0        # std of noise on the candidate (logit space) before each gradient
+    alpha_jitter: float = 1.0          # α ~ U[α/s, α·s] per (batch, position) in training; 1 = off
+    replay_fraction: float = 0.0       # System 2 replay buffer: fraction of each batch replayed (0 = off)
+    replay_size: int = 0               # replay buffer capacity in sequences
+    contrastive_coeff: float = 0.0     # optional contrastive energy term (0 = off)
+
+    def __post_init__(self):
+        _choice("system", self.system, SYSTEMS)
+        _positive("steps", self.steps)
+        _positive("max_steps", self.max_steps)
+        _positive("eval_steps", self.eval_steps)
+        _positive("langevin_sigma", self.langevin_sigma, allow_zero=True)
+        _positive("replay_size", self.replay_size, allow_zero=True)
+        _positive("contrastive_coeff", self.contrastive_coeff, allow_zero=True)
+        if self.max_steps is not None and self.max_steps < self.steps:
+            raise ValueError(f"max_steps ({self.max_steps}) must be >= steps ({self.steps})")
+        if self.alpha_jitter < 1:
+            raise ValueError(f"alpha_jitter must be >= 1, got {self.alpha_jitter}")
+        if not 0 <= self.replay_fraction < 1:
+            raise ValueError(f"replay_fraction must be in [0, 1), got {self.replay_fraction}")
+        if self.replay_fraction > 0 and self.replay_size <= 0:
+            raise ValueError("replay_fraction > 0 needs replay_size > 0")
+
+    @property
+    def detach(self) -> bool:
+        return self.system == "s1"
+
+    @property
+    def grad_steps(self) -> str:
+        return "all" if self.system == "s1" else "last"
+
+    @property
+    def default_eval_steps(self) -> int:
+        return self.eval_steps or self.max_steps or self.steps
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 1000                  # optimizer steps
+    batch_size: int = 16
+    lr: float = 2e-3                   # peak learning rate
+    min_lr_ratio: float = 0.1          # cosine decays to lr × this
+    warmup: int = 100                  # linear warm-up steps (from 0)
+    weight_decay: float = 0.01
+    beta1: float = 0.9
+    beta2: float = 0.999
+    grad_clip: float = 1.0
+    alpha_lr_mult: float = 3.0         # α's LR = this × α × base LR ("3 × α" rule), its own cosine floor
+    eval_every: int = 250
+    eval_batches: int = 8
+    log_every: int = 10
+    save_every: int = 250
+    seed: int = 33
+
+    def __post_init__(self):
+        for n in ("steps", "batch_size", "lr", "eval_every", "eval_batches", "log_every", "save_every"):
+            _positive(n, getattr(self, n))
+        for n in ("warmup", "weight_decay", "grad_clip", "alpha_lr_mult"):
+            _positive(n, getattr(self, n), allow_zero=True)
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+
+
+@dataclass
+class DataConfig:
+    corpus: str = "bible"              # built-in corpus name, or "file" with ``path``
+    path: str | None = None            # a UTF-8 text file to train on
+    tokenizer: str = "byte"            # "byte" | "bpe" (trained locally, saved with the run)
+    bpe_vocab: int = 1024
+    val_fraction: float = 0.05         # the last fraction of the text is validation
+    ood: str = "pydoc"                 # built-in out-of-distribution text for evaluation
+
+    def __post_init__(self):
+        _choice("tokenizer", self.tokenizer, ("byte", "bpe"))
+        if not 0 < self.val_fraction < 0.5:
+            raise ValueError(f"val_fraction must be in (0, 0.5), got {self.val_fraction}")
+        _positive("bpe_vocab", self.bpe_vocab)
+
+
+@dataclass
+class RunConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    thinking: ThinkingConfig = field(default_factory=ThinkingConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    preset: str = "cpu"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
+        """Rebuild from JSON; unknown keys are an error (a config must mean exactly one thing)."""
+        parts = {}
+        for f in fields(cls):
+            if f.name == "preset":
+                continue
+            sub = d.get(f.name, {})
+            klass = {"model": ModelConfig, "thinking": ThinkingConfig, "train": TrainConfig, "data": DataConfig}[f.name]
+            known = {x.name for x in fields(klass)}
+            unknown = set(sub) - known
+            if unknown:
+                raise ValueError(f"unknown {f.name} config keys: {sorted(unknown)}")
+            parts[f.name] = klass(**sub)
+        return cls(**parts, preset=d.get("preset", "custom"))
+
+    def replace(self, **overrides: Any) -> "RunConfig":
+        """Apply dotted overrides, e.g. ``replace(**{"train.steps": 10, "model.alpha": 5.0})``."""
+        d = self.to_dict()
+        for key, value in overrides.items():
+            section, _, name = key.partition(".")
+            if section not in d or not isinstance(d[section], dict) or name not in d[section]:
+                raise ValueError(f"unknown config key {key!r}")
+            d[section][name] = value
+        return RunConfig.from_dict(d)
+
+
+# --------------------------------------------------------------------------------------------- presets
+# Paper sizes (Table D.1; 4xs/3xs from the official code). LRs from the paper; batch sizes are CPU-scale.
+_PAPER_SIZES = {
+    "4xs": dict(n_layers=2, d_model=128, n_heads=2, lr=0.0024),
+    "3xs": dict(n_layers=4, d_model=256, n_heads=4, lr=0.0018),
+    "xxs": dict(n_layers=6, d_model=384, n_heads=6, lr=0.0012),
+    "xs": dict(n_layers=12, d_model=384, n_heads=6, lr=0.0009),
+    "small": dict(n_layers=12, d_model=768, n_heads=12, lr=0.0006),
+    "medium": dict(n_layers=24, d_model=1024, n_heads=16, lr=0.0003),
+    "large": dict(n_layers=24, d_model=1536, n_heads=16, lr=0.00025),
+    "xl": dict(n_layers=24, d_model=2048, n_heads=32, lr=0.0002),
+}
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # tests and smoke runs: seconds
+    "tiny": {"model.d_model": 32, "model.n_layers": 2, "model.n_heads": 2, "model.context": 32,
+             "train.steps": 30, "train.batch_size": 8, "train.warmup": 5, "train.eval_every": 15,
+             "train.eval_batches": 2, "train.save_every": 15, "train.log_every": 5, "train.lr": 3e-3},
+    # the main job: trains on the built-in corpus on 2 CPU cores in a few minutes
+    "cpu": {"model.d_model": 128, "model.n_layers": 4, "model.n_heads": 4, "model.context": 128,
+            "train.steps": 1500, "train.batch_size": 16, "train.warmup": 100, "train.lr": 2e-3,
+            "train.eval_every": 500, "train.eval_batches": 16, "train.save_every": 500, "train.log_every": 25},
+}
+for _name, _s in _PAPER_SIZES.items():
+    PRESETS[_name] = {"model.d_model": _s["d_model"], "model.n_layers": _s["n_layers"], "model.n_heads": _s["n_heads"],
+                      "model.context": 256, "train.lr": _s["lr"], "train.batch_size": 32, "train.warmup": 1000,
+                      "train.steps": 100_000, "train.eval_every": 2000, "train.save_every": 2000}
+
+
+def preset(name: str, **overrides: Any) -> RunConfig:
+    """A resolved ``RunConfig`` for a named preset plus dotted overrides."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
+    cfg = RunConfig(preset=name).replace(**PRESETS[name])
+    cfg = cfg.replace(**overrides) if overrides else cfg
+    cfg.preset = name
+    return cfg
+
+
+def config_fields(klass) -> list[str]:
+    return [f.name for f in dataclasses.fields(klass)]

@@ -1,0 +1,301 @@
+"""Autoregressive text models: the text EBT and the Transformer++ baseline, from one block stack.
+
+Text EBT (Gladstone et al., 2025, §3 and App. C.3). Notation: B batch, S context length, V vocabulary,
+D width, L layers, P = number of prefix tokens in the context stream (1 with the paper's step token, else 0).
+
+* Candidate ``ŷ[r]`` (B×S×V logits) is the guess for token ``x[r+1]``; each step embeds ``softmax(ŷ)``
+  with ``Linear(V, D)`` (or ``p @ token_embedding.weight``).
+* Sequence ``[observed ; predictions]``. Leak-free attention: observed i sees observed 0..i; prediction r
+  sees observed 0..r **and itself only**. RoPE: observed i at position i, prediction r at r+1 (shifted by P).
+* Energy: final RMSNorm → ``Linear(D, 1, bias=False)`` on the prediction stream → B×S.
+* Step conditioning (``step_cond``): ``"stream"`` (default) adds a step embedding to the prediction stream
+  only; ``"token"`` is the paper's prepended step token seen by every position; ``"none"``.
+
+Two exact implementations of the same energy:
+
+* ``energy_reference``: one masked attention over the full ``P + 2S`` sequence (the paper's layout).
+* ``encode_context`` + ``energy_cached`` (the default): the observed stream never attends to a prediction,
+  so its per-layer keys/values are computed once per batch (per landscape when the step token conditions
+  it) and every thinking step runs only the S prediction positions against them: prediction r attends to
+  cached keys ``0..r+P`` plus itself — an S×(S+P) score matrix plus a diagonal, no (2S)² matrix. The
+  same cache, grown one token at a time, is the KV cache for generation.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import ModelConfig
+from ..nn import Backbone, Rope, attention, causal_mask
+from ..nn.blocks import init_linear_xavier
+from ..thinking import StepSize
+
+
+@dataclass
+class ContextCache:
+    """Per-layer keys/values of the observed stream (each ``(B, H, T, hd)``), ``T = P + observed tokens``."""
+
+    keys: list[torch.Tensor]
+    values: list[torch.Tensor]
+    prefix: int
+
+    @property
+    def length(self) -> int:
+        return self.keys[0].shape[2]
+
+
+def _count(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+class TextEBT(nn.Module):
+    """Energy-Based Transformer over text. ``forward`` = ``energy``."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        V, D = cfg.vocab_size, cfg.d_model
+        self.tok_emb = nn.Embedding(V, D)
+        self.cand_proj = nn.Linear(V, D, bias=False) if cfg.candidate_proj == "linear" else None
+        self.step_emb = nn.Embedding(cfg.n_landscapes, D) if cfg.step_cond != "none" else None
+        self.backbone = Backbone(D, cfg.n_layers, cfg.n_heads, cfg.ffn_hidden, cfg.norm_eps)
+        self.head = nn.Linear(D, 1, bias=False)
+        self.step_size = StepSize(cfg.alpha, learnable=cfg.alpha_learnable)
+        self.rope = Rope(D // cfg.n_heads, max_pos=2 * cfg.context + 2)
+        init_linear_xavier(self)
+        if self.step_emb is not None:
+            nn.init.normal_(self.step_emb.weight, std=0.02)
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def prefix(self) -> int:
+        return 1 if self.cfg.step_cond == "token" else 0
+
+    def non_embedding_params(self) -> int:
+        """Parameters of the shared block stack (blocks + final norm), the paper's "non-embedding" count."""
+        return _count(self.backbone)
+
+    def _landscape(self, landscape: int) -> int:
+        if not 0 <= landscape < self.cfg.n_landscapes:
+            raise ValueError(f"landscape {landscape} out of range [0, {self.cfg.n_landscapes})")
+        return landscape
+
+    def _context_embed(self, tokens: torch.Tensor, landscape: int) -> torch.Tensor:
+        h = self.tok_emb(tokens)                                                # B,S,D
+        if self.cfg.step_cond == "token":
+            st = self.step_emb.weight[self._landscape(landscape)]               # D
+            h = torch.cat([st.expand(h.shape[0], 1, -1), h], dim=1)             # B,1+S,D
+        return h
+
+    def embed_candidates(self, candidates: torch.Tensor, landscape: int) -> torch.Tensor:
+        """softmax(ŷ) → D (B×R×V → B×R×D), plus the step embedding in ``"stream"`` mode."""
+        p = torch.softmax(candidates, dim=-1)
+        z = self.cand_proj(p) if self.cand_proj is not None else p @ self.tok_emb.weight
+        if self.cfg.step_cond == "stream":
+            z = z + self.step_emb.weight[self._landscape(landscape)]
+        return z
+
+    def _check(self, tokens: torch.Tensor, candidates: torch.Tensor | None = None) -> None:
+        if tokens.dim() != 2:
+            raise ValueError(f"tokens must be (B, S), got {tuple(tokens.shape)}")
+        if candidates is not None and (candidates.dim() != 3 or candidates.shape[:2] != tokens.shape
+                                       or candidates.shape[2] != self.cfg.vocab_size):
+            raise ValueError(f"candidates must be (B, S, V={self.cfg.vocab_size}) matching tokens "
+                             f"{tuple(tokens.shape)}, got {tuple(candidates.shape)}")
+
+    # ------------------------------------------------------------------ reference path
+    def energy_reference(self, tokens: torch.Tensor, candidates: torch.Tensor, landscape: int = 0) -> torch.Tensor:
+        """Energies (B×S) from one masked attention over the full ``[prefix ; observed ; predictions]`` sequence."""
+        self._check(tokens, candidates)
+        B, S = tokens.shape
+        P, dev = self.prefix, tokens.device
+        ctx = self._context_embed(tokens, landscape)                            # B,P+S,D
+        h = torch.cat([ctx, self.embed_candidates(candidates, landscape)], 1)   # B,P+2S,D
+        T = P + S
+        pos = torch.cat([torch.arange(T, device=dev), torch.arange(S, device=dev) + P + 1])
+        mask = torch.zeros(T + S, T + S, dtype=torch.bool, device=dev)
+        mask[:T, :T] = causal_mask(T, dev)                                      # observed: causal
+        r = torch.arange(S, device=dev)
+        mask[T:, :T] = torch.arange(T, device=dev)[None, :] <= (r[:, None] + P)  # prediction r: keys 0..r+P
+        mask[T + r, T + r] = True                                               # ... and itself only
+        cos, sin = self.rope(pos, h.dtype)
+        for blk in self.backbone.blocks:
+            h = blk(h, cos, sin, lambda q, k, v: attention(q, k, v, mask))
+        return self.head(self.backbone.norm(h[:, T:])).squeeze(-1)              # B,S
+
+    # ------------------------------------------------------------------ fast (cached-context) path
+    def encode_context(self, tokens: torch.Tensor, landscape: int = 0, cache: ContextCache | None = None) -> ContextCache:
+        """Keys/values of the observed stream at every layer; computed once, reused by every thinking step.
+
+        With ``cache`` given, ``tokens`` (B×n) are appended to it (generation): the new tokens attend to the
+        cached keys and causally to each other, exactly as in a full recomputation.
+        """
+        if tokens.dim() != 2:
+            raise ValueError(f"tokens must be (B, S), got {tuple(tokens.shape)}")
+        if cache is None:
+            h = self._context_embed(tokens, landscape)
+            start, prefix = 0, self.prefix
+        else:
+            h, start, prefix = self.tok_emb(tokens), cache.length, cache.prefix
+        T = h.shape[1]
+        pos = torch.arange(start, start + T, device=h.device)
+        cos, sin = self.rope(pos, h.dtype)
+        mask = None
+        if cache is not None:
+            mask = torch.arange(start + T, device=h.device)[None, :] <= pos[:, None]   # T × (start+T)
+        keys, values = [], []
+        last = len(self.backbone.blocks) - 1
+        for i, blk in enumerate(self.backbone.blocks):
+            q, k, v = blk.attn.qkv(blk.attn_norm(h), cos, sin)
+            if cache is not None:
+                k = torch.cat([cache.keys[i], k], 2)
+                v = torch.cat([cache.values[i], v], 2)
+            keys.append(k)
+            values.append(v)
+            if i == last:
+                break   # the observed stream's last-layer output feeds nothing: skip it
+            if cache is None:
+                o = attention(q, k, v, None, is_causal=True)
+            else:
+                o = attention(q, k, v, mask)
+            h = h + blk.attn.out(o)
+            h = h + blk.mlp(blk.mlp_norm(h))
+        return ContextCache(keys, values, prefix)
+
+    def energy_cached(self, cache: ContextCache, candidates: torch.Tensor, landscape: int = 0,
+                      rows: torch.Tensor | None = None) -> torch.Tensor:
+        """Energies (B×R) of candidates (B×R×V) against a context cache.
+
+        ``rows`` (R,) or (B, R): the observed index r each prediction follows (it predicts token r+1);
+        default ``0..R-1``. Prediction r attends to cached keys ``0..r+P`` and to itself.
+        """
+        B, R, V = candidates.shape
+        if V != self.cfg.vocab_size:
+            raise ValueError(f"candidates must have V={self.cfg.vocab_size} logits, got {V}")
+        dev = candidates.device
+        if rows is None:
+            rows = torch.arange(R, device=dev)
+        P, Tc = cache.prefix, cache.length
+        pos = rows + P + 1                                                      # (R,) or (B,R)
+        cos, sin = self.rope(pos.reshape(-1), candidates.dtype)
+        if pos.dim() == 2:
+            cos, sin = cos.view(B, 1, R, -1), sin.view(B, 1, R, -1)
+        allowed = torch.arange(Tc, device=dev) <= (rows + P)[..., None]         # (R,Tc) or (B,R,Tc)
+        if allowed.dim() == 3:
+            allowed = allowed[:, None]
+        scale = 1.0 / math.sqrt(self.cfg.d_model // self.cfg.n_heads)
+        h = self.embed_candidates(candidates, landscape)                        # B,R,D
+        for i, blk in enumerate(self.backbone.blocks):
+            q, k, v = blk.attn.qkv(blk.attn_norm(h), cos, sin)                  # B,H,R,hd
+            s_ctx = (q @ cache.keys[i].transpose(-2, -1)) * scale               # B,H,R,Tc
+            s_ctx = s_ctx.masked_fill(~allowed, float("-inf"))
+            s_self = (q * k).sum(-1, keepdim=True) * scale                      # B,H,R,1
+            w = torch.softmax(torch.cat([s_ctx, s_self], -1), dim=-1)
+            o = w[..., :Tc] @ cache.values[i] + w[..., Tc:] * v                 # B,H,R,hd
+            h = h + blk.attn.out(o)
+            h = h + blk.mlp(blk.mlp_norm(h))
+        return self.head(self.backbone.norm(h)).squeeze(-1)                     # B,R
+
+    # ------------------------------------------------------------------ public API
+    def energy(self, tokens: torch.Tensor, candidates: torch.Tensor, landscape: int = 0,
+               reference: bool = False) -> torch.Tensor:
+        """Energies ``B×S``: prediction r scores candidate ``ŷ[r]`` for token ``x[r+1]`` given ``x[0..r]``."""
+        self._check(tokens, candidates)
+        if reference:
+            return self.energy_reference(tokens, candidates, landscape)
+        return self.energy_cached(self.encode_context(tokens, landscape), candidates, landscape)
+
+    forward = energy
+
+    def energy_fn(self, tokens: torch.Tensor, reference: bool = False, cache: ContextCache | None = None,
+                  rows: torch.Tensor | None = None):
+        """Bind a context: returns ``f(candidates, landscape) -> energies`` for :func:`ebtkit.think`.
+
+        The context stream is encoded lazily once per landscape (once in total unless the step token
+        conditions the context) and reused by every thinking step.
+        """
+        if reference:
+            return lambda y, l: self.energy_reference(tokens, y, l)
+        caches: dict[int, ContextCache] = {}
+        shared = self.cfg.step_cond != "token"
+
+        def fn(y: torch.Tensor, landscape: int) -> torch.Tensor:
+            if cache is not None:
+                return self.energy_cached(cache, y, landscape, rows)
+            key = 0 if shared else landscape
+            if key not in caches:
+                caches[key] = self.encode_context(tokens, landscape)
+            return self.energy_cached(caches[key], y, landscape, rows)
+
+        return fn
+
+    def init_candidates(self, shape: tuple[int, ...], generator: torch.Generator | None = None,
+                        dtype: torch.dtype | None = None) -> torch.Tensor:
+        """Initial candidates ``N(0, I)`` logits of ``shape + (V,)``."""
+        w = self.cand_proj.weight if self.cand_proj is not None else self.tok_emb.weight
+        dev = w.device
+        y = torch.randn(*shape, self.cfg.vocab_size, generator=generator,
+                        device=dev if generator is None else generator.device, dtype=dtype or w.dtype)
+        return y.to(dev)
+
+    def think(self, tokens: torch.Tensor, steps: int | None = None, **kwargs):
+        """Think about the next token at every position of ``tokens`` (B×S).
+
+        Returns ``(final_candidates B×S×V, energies)`` where ``energies`` is a (steps+1)×B×S tensor of the
+        per-position energy before each step and after the last. Keyword arguments go to
+        :func:`ebtkit.inference.think_text` (``alpha``, ``samples``, ``accept_lower``, ``tol``, ...).
+        """
+        from ..inference import think_text
+        out = think_text(self, tokens, steps=steps, **kwargs)
+        return out.candidates, out.energy_trajectory
+
+
+class TransformerPP(nn.Module):
+    """Transformer++ baseline (Llama-style), the same block stack with an untied LM head."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.backbone = Backbone(cfg.d_model, cfg.n_layers, cfg.n_heads, cfg.ffn_hidden, cfg.norm_eps)
+        self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        self.rope = Rope(cfg.d_model // cfg.n_heads, max_pos=cfg.context + 1)
+        init_linear_xavier(self)
+
+    def non_embedding_params(self) -> int:
+        return _count(self.backbone)
+
+    def forward(self, tokens: torch.Tensor, cache: list | None = None, start: int = 0) -> torch.Tensor:
+        """tokens (B×T) → logits (B×T×V). With ``cache`` (a list, filled in place) keys/values are kept
+        for incremental decoding; ``start`` is the position of ``tokens[:, 0]``."""
+        if tokens.dim() != 2:
+            raise ValueError(f"tokens must be (B, T), got {tuple(tokens.shape)}")
+        h = self.tok_emb(tokens)
+        T = h.shape[1]
+        pos = torch.arange(start, start + T, device=h.device)
+        cos, sin = self.rope(pos, h.dtype)
+        for i, blk in enumerate(self.backbone.blocks):
+            if cache is None:
+                h = blk(h, cos, sin, lambda q, k, v: attention(q, k, v, None, backend="sdpa", is_causal=True))
+                continue
+
+            def attend(q, k, v, i=i):
+                if len(cache) > i:
+                    k = torch.cat([cache[i][0], k], 2)
+                    v = torch.cat([cache[i][1], v], 2)
+                    cache[i] = (k, v)
+                else:
+                    cache.append((k, v))
+                mask = torch.arange(k.shape[2], device=q.device)[None, :] <= pos[:, None]
+                return attention(q, k, v, mask, backend="sdpa")
+            h = blk(h, cos, sin, attend)
+        return self.lm_head(self.backbone.norm(h))
+
+    def loss(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Mean next-token cross-entropy on tokens (B×(S+1))."""
+        logits = self(tokens[:, :-1])
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1))
