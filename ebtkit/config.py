@@ -219,11 +219,21 @@ for _name, _s in _PAPER_SIZES.items():
                       "train.steps": 100_000, "train.eval_every": 2000, "train.save_every": 2000}
 
 
-def preset(name: str, **overrides: Any) -> RunConfig:
-    """A resolved ``RunConfig`` for a named preset plus dotted overrides."""
+# Thinking recipes (the paper's System 1 / System 2, re-tuned for our vocabulary; see LOG.md).
+RECIPES: dict[str, dict[str, Any]] = {
+    "s1": {"thinking.system": "s1", "thinking.steps": 2, "model.n_landscapes": 2, "model.alpha_learnable": True},
+    "s2": {"thinking.system": "s2", "thinking.steps": 2, "thinking.max_steps": 3, "thinking.alpha_jitter": 2.0,
+           "thinking.langevin_sigma": 0.5, "model.n_landscapes": 1, "model.alpha_learnable": False},
+}
+
+
+def preset(name: str, system: str = "s1", **overrides: Any) -> RunConfig:
+    """A resolved ``RunConfig`` for a named preset, a thinking recipe (``s1``/``s2``) and dotted overrides."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
-    cfg = RunConfig(preset=name).replace(**PRESETS[name])
+    if system not in RECIPES:
+        raise ValueError(f"unknown system {system!r}; choose from {', '.join(RECIPES)}")
+    cfg = RunConfig(preset=name).replace(**{**RECIPES[system], **PRESETS[name]})
     cfg = cfg.replace(**overrides) if overrides else cfg
     cfg.preset = name
     return cfg

@@ -1,0 +1,53 @@
+"""The ``ebt`` command line: ``ebt train | eval | generate | think | bench | presets``.
+
+Each subcommand lives in :mod:`ebtkit.commands` as a module with ``add_parser(subparsers)`` and
+``run(args) -> int``. Bad input gives a one-line ``ebt: error: ...`` and exit status 2 (a traceback only with
+``--debug``); nothing is written on such errors.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS = ("train", "eval", "generate", "presets")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors."""
+
+    def error(self, message: str):  # noqa: D401
+        self.exit(2, f"ebt: error: {message} (see '{self.prog} --help')\n")
+
+
+def build_parser() -> Parser:
+    p = Parser(prog="ebt", description="Energy-Based Transformers: train, evaluate, think, generate, benchmark.")
+    p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    sub.required = True
+    for name in COMMANDS:
+        mod = importlib.import_module(f"ebtkit.commands.{name}")
+        sp = mod.add_parser(sub)
+        sp.set_defaults(_run=mod.run)
+        sp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        print("ebt: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 — every failure becomes one line unless --debug
+        if getattr(args, "debug", False):
+            raise
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        print(f"ebt: error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
