@@ -52,7 +52,20 @@ def _count(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-class TextEBT(nn.Module):
+class PretrainedMixin:
+    """``save_pretrained(dir)``: safetensors weights + the JSON config (and tokenizer) that rebuild the model
+    with :func:`ebtkit.load`."""
+
+    def save_pretrained(self, directory) -> None:
+        from ..checkpoint import save_checkpoint
+        from ..config import RunConfig
+        run_config = getattr(self, "run_config", None) or RunConfig(model=self.cfg, preset="custom")
+        tok = getattr(self, "tokenizer", None)
+        save_checkpoint(directory, self, run_config.to_dict(), task="text",
+                        extra_files=tok.files() if tok is not None else None)
+
+
+class TextEBT(PretrainedMixin, nn.Module):
     """Energy-Based Transformer over text. ``forward`` = ``energy``."""
 
     def __init__(self, cfg: ModelConfig):
@@ -254,7 +267,7 @@ class TextEBT(nn.Module):
         return out.candidates, out.energy_trajectory
 
 
-class TransformerPP(nn.Module):
+class TransformerPP(PretrainedMixin, nn.Module):
     """Transformer++ baseline (Llama-style), the same block stack with an untied LM head."""
 
     def __init__(self, cfg: ModelConfig):

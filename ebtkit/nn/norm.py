@@ -1,4 +1,4 @@
-"""RMSNorm (Zhang & Sennrich, 2019), computed in float32 as in Llama."""
+"""RMSNorm (Zhang & Sennrich, 2019), computed in at least float32 as in Llama (float64 stays float64)."""
 import torch
 from torch import nn
 
@@ -12,6 +12,6 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        xf = x.float()
+        xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
         y = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
         return y.to(x.dtype) * self.weight
