@@ -138,7 +138,10 @@ def load_weights(model: nn.Module, path: str | os.PathLike) -> None:
         sd = load_file(str(c / "model.safetensors"))
     except Exception as e:  # safetensors raises its own error types on truncated/corrupt files
         raise CheckpointError(f"corrupt weights in {c / 'model.safetensors'}: {e}") from None
-    missing, unexpected = model.load_state_dict(sd, strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(sd, strict=False)
+    except RuntimeError as e:   # size mismatches
+        raise CheckpointError(f"weights in {c} do not match the model config: {str(e).splitlines()[-1].strip()}") from None
     if missing or unexpected:
         raise CheckpointError(f"weights in {c} do not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
 

@@ -58,7 +58,7 @@ class StepSize(nn.Module):
         return self.alpha.clamp(min=self.MIN)
 
     def extra_repr(self) -> str:
-        return f"alpha={float(self.alpha):.4g}, learnable={self.learnable}"
+        return f"alpha={float(self.alpha.detach()):.4g}, learnable={self.learnable}"
 
 
 @dataclass

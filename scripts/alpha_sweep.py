@@ -8,6 +8,8 @@ import json
 
 import torch
 
+torch.set_num_threads(1)
+
 from ebtkit.config import preset
 from ebtkit.data.text import get_batch, prepare_text_data
 from ebtkit.evaluate import perplexity

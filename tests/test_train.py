@@ -1,0 +1,99 @@
+"""Training loop: golden loss, learning, exact resume, schedule and parameter groups."""
+import json
+import math
+
+import pytest
+import torch
+
+from ebtkit.config import TrainConfig, preset
+from ebtkit.train import RunError, lr_factor, param_groups, train
+from tests.helpers import tiny_model
+
+# Pinned first-step metrics of the 'tiny' preset on the built-in corpus (seed 33). A change here means the
+# model, the data pipeline, the initialisation or the thinking loop changed: update only on purpose.
+GOLDEN = {"ebt": {1: 6.0736, 5: 6.0677}, "transformer++": {1: 5.5794, 5: 5.5193}}
+
+
+def _cfg(model="ebt", **kw):
+    return preset("tiny", **{"model.model": model, "train.log_every": 1, "train.steps": 5,
+                             "train.eval_every": 5, "train.save_every": 5, **kw})
+
+
+def _losses(run):
+    recs = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
+    return {r["step"]: r["loss"] for r in recs if r["split"] == "train"}, recs
+
+
+@pytest.mark.parametrize("model", ["ebt", "transformer++"])
+def test_golden_loss(tmp_path, model):
+    train(_cfg(model), tmp_path / "run", progress=False, log=lambda *a: None)
+    losses, _ = _losses(tmp_path / "run")
+    for step, value in GOLDEN[model].items():
+        assert losses[step] == pytest.approx(value, abs=2e-3), (step, losses[step])
+
+
+def test_ebt_starts_near_ln_v_and_learns(tmp_path):
+    """Step-0 CE ≈ ln V (no blow-up from a mis-scaled α) and the loss falls on the built-in corpus."""
+    cfg = _cfg(**{"train.steps": 60, "train.log_every": 5, "train.eval_every": 60, "train.save_every": 60,
+                  "train.lr": 5e-3, "train.warmup": 5})
+    train(cfg, tmp_path / "run", progress=False, log=lambda *a: None)
+    losses, recs = _losses(tmp_path / "run")
+    first = next(r for r in recs if r["split"] == "train")
+    assert abs(first["ce_step0"] - math.log(256)) < 1.0
+    assert first["loss"] < 8.0
+    assert losses[60] < losses[1] - 0.4
+    last = [r for r in recs if r["split"] == "train"][-1]
+    assert last["ce_step2"] < last["ce_step0"] - 0.3     # thinking improves the prediction within a pass
+    assert last["energy_gap"] > 0                         # ...and lowers the energy
+
+
+def test_resume_is_exact(tmp_path):
+    full, part = tmp_path / "full", tmp_path / "part"
+    train(_cfg(**{"train.steps": 6, "train.save_every": 3, "train.eval_every": 3}), full, progress=False, log=lambda *a: None)
+    train(_cfg(**{"train.steps": 3, "train.save_every": 3, "train.eval_every": 3}), part, progress=False, log=lambda *a: None)
+    train(None, part, resume=True, steps=6, progress=False, log=lambda *a: None)
+    from safetensors.torch import load_file
+    a = load_file(str(full / "checkpoint" / "model.safetensors"))
+    b = load_file(str(part / "checkpoint" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
+    la, _ = _losses(full)
+    lb, _ = _losses(part)
+    assert la == lb
+
+
+def test_refuses_to_overwrite_and_to_resume_finished(tmp_path):
+    run = tmp_path / "run"
+    train(_cfg(), run, progress=False, log=lambda *a: None)
+    with pytest.raises(RunError, match="already exists"):
+        train(_cfg(), run, progress=False, log=lambda *a: None)
+    with pytest.raises(RunError, match="already at step"):
+        train(None, run, resume=True, progress=False, log=lambda *a: None)
+
+
+def test_lr_schedule_warmup_then_cosine_to_floor():
+    t = TrainConfig(steps=100, warmup=10, lr=1.0, min_lr_ratio=0.1)
+    assert lr_factor(0, t) == pytest.approx(0.1)
+    assert lr_factor(9, t) == pytest.approx(1.0)
+    assert lr_factor(10, t) == pytest.approx(1.0)
+    assert lr_factor(55, t) == pytest.approx(0.55)
+    assert lr_factor(100, t) == pytest.approx(0.1)
+    vals = [lr_factor(s, t) for s in range(10, 101)]
+    assert all(a >= b for a, b in zip(vals, vals[1:]))
+
+
+def test_alpha_has_its_own_group_lr_and_floor():
+    m = tiny_model(dtype=torch.float32, alpha=40.0)
+    t = TrainConfig(lr=1e-3, alpha_lr_mult=3.0, weight_decay=0.01)
+    groups = param_groups(m, t)
+    alpha_group = [g for g in groups if any(p is m.step_size.alpha for p in g["params"])]
+    assert len(alpha_group) == 1 and len(alpha_group[0]["params"]) == 1
+    g = alpha_group[0]
+    assert g["weight_decay"] == 0 and g["base_lr"] == pytest.approx(3.0 * 40.0 * 1e-3)
+    # every group decays by the same factor: α's floor is min_lr_ratio × its own base LR, not the model's
+    assert g["base_lr"] * lr_factor(t.steps, t) == pytest.approx(0.12 * t.min_lr_ratio)
+    decayed = [g for g in groups if g["weight_decay"] > 0][0]["params"]
+    assert all(p.dim() >= 2 for p in decayed)
+    n = sum(len(g["params"]) for g in groups)
+    assert n == len(list(m.parameters()))
