@@ -19,3 +19,4 @@ def build_text(config: dict, ckpt_dir: Path):
 
 
 register_task("text", build_text)
+from . import denoise as _denoise  # noqa: E402,F401  (registers the "denoise" task)
