@@ -89,7 +89,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     body = raw[4 + 4 * ndim:]
     if len(body) != int(np.prod(dims)):
         raise DataError(f"{path}: expected {int(np.prod(dims))} bytes of data for shape {dims}, found {len(body)}")
-    return np.frombuffer(body, dtype=np.uint8).reshape(dims)
+    return np.frombuffer(body, dtype=np.uint8).reshape(dims).copy()
 
 
 def _idx_images(path: Path) -> torch.Tensor:

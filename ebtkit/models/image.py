@@ -42,15 +42,18 @@ class ImageModelConfig:
     n_landscapes: int = 1          # EBT: learned constants, one per thinking landscape (paper's image runs: 1)
     alpha: float = 100.0           # EBT step size α (tuned for MSE + mean-over-patches on 28² images; docs/log/images.md)
     alpha_learnable: bool = True
-    timestep_freq_dim: int = 256   # DiT: sinusoidal timestep features fed to the embedding MLP
+    timestep_freq_dim: int | None = None   # DiT: sinusoidal timestep features into the MLP (None → d_model;
+                                           # DiT's 256 would make a small DiT's embedding outweigh its blocks)
 
     def __post_init__(self):
         if self.model not in IMAGE_MODEL_NAMES:
             raise ValueError(f"unknown image model {self.model!r}; choose from {', '.join(IMAGE_MODEL_NAMES)}")
         for n in ("image_size", "channels", "patch_size", "d_model", "n_layers", "n_heads", "mlp_ratio",
-                  "n_landscapes", "alpha", "timestep_freq_dim"):
+                  "n_landscapes", "alpha"):
             if not getattr(self, n) > 0:
                 raise ValueError(f"{n} must be > 0, got {getattr(self, n)}")
+        if self.timestep_freq_dim is not None and self.timestep_freq_dim < 2:
+            raise ValueError(f"timestep_freq_dim must be >= 2, got {self.timestep_freq_dim}")
         if self.image_size % self.patch_size:
             raise ValueError(f"image_size {self.image_size} is not divisible by patch_size {self.patch_size}")
         if self.d_model % self.n_heads:
@@ -116,7 +119,7 @@ class DiT(nn.Module):
         self.cfg = cfg
         D = cfg.d_model
         self.embed = PatchEmbed(cfg.image_size, cfg.patch_size, cfg.channels, D)
-        self.t_embed = TimestepEmbedder(D, cfg.timestep_freq_dim)
+        self.t_embed = TimestepEmbedder(D, cfg.timestep_freq_dim or D)
         # first-order model: the fused attention kernel is allowed (no double backward needed)
         self.blocks = AdaLNStack(D, cfg.n_layers, cfg.n_heads, cfg.mlp_ratio, backend="sdpa")
         self.head = FinalLayer(D, cfg.patch_size ** 2 * cfg.channels, bias=True)
