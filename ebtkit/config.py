@@ -31,6 +31,16 @@ def _choice(name: str, value, choices) -> None:
         raise ValueError(f"unknown {name} {value!r}; choose from {', '.join(map(str, choices))}")
 
 
+def alpha_for_vocab(vocab_size: int) -> float:
+    """Default text step size: the paper's α = 500 at V ≈ 50k, scaled by V / 50,277.
+
+    The logit gradient through the softmax scales like ``p_v ≈ 1/V`` at a random start, so the step that moves
+    logits by O(1) scales like V. For V = 256 this gives α ≈ 2.55; a sweep (LOG.md) shows step-0 loss ≈ ln V for
+    α ≲ 4 and a first-step blow-up (loss 9 → 80) for α = 16 → 256.
+    """
+    return round(500.0 * vocab_size / 50_277, 4)
+
+
 @dataclass
 class ModelConfig:
     """Architecture of the text EBT / Transformer++ (shared fields) and the EBT's step size."""
@@ -46,19 +56,25 @@ class ModelConfig:
     step_cond: str = "stream"          # "stream": step embedding on predictions only | "token": paper's step token | "none"
     n_landscapes: int = 1              # number of step embeddings (System 1 in the paper: 2)
     candidate_proj: str = "linear"     # softmax(ŷ) → Linear(V, D) | "tied": p @ token_embedding.weight
-    alpha: float = 40.0                # step size α (tuned per vocabulary: the logit gradient scales like 1/V)
+    alpha: float | None = None         # step size α; None = the vocabulary rule ``alpha_for_vocab(V)``
     alpha_learnable: bool = True
 
     def __post_init__(self):
         _choice("model", self.model, MODEL_NAMES)
         _choice("step_cond", self.step_cond, STEP_CONDS)
         _choice("candidate_proj", self.candidate_proj, CANDIDATE_PROJS)
-        for n in ("vocab_size", "d_model", "n_layers", "n_heads", "ffn_mult", "context", "n_landscapes", "alpha", "norm_eps"):
+        for n in ("vocab_size", "d_model", "n_layers", "n_heads", "ffn_mult", "context", "n_landscapes", "alpha",
+                  "norm_eps"):
             _positive(n, getattr(self, n))
         if self.vocab_size < 2:
             raise ValueError(f"vocab_size must be >= 2, got {self.vocab_size}")
         if self.d_model % self.n_heads or (self.d_model // self.n_heads) % 2:
             raise ValueError(f"d_model={self.d_model} must split into n_heads={self.n_heads} heads of even size")
+
+    @property
+    def resolved_alpha(self) -> float:
+        """α used to initialise the step size: the explicit ``alpha`` or the vocabulary rule."""
+        return self.alpha if self.alpha is not None else alpha_for_vocab(self.vocab_size)
 
     @property
     def ffn_hidden(self) -> int:
@@ -210,8 +226,8 @@ PRESETS: dict[str, dict[str, Any]] = {
              "train.eval_batches": 2, "train.save_every": 15, "train.log_every": 5, "train.lr": 3e-3},
     # the main job: trains on the built-in corpus on 2 CPU cores in a few minutes
     "cpu": {"model.d_model": 128, "model.n_layers": 4, "model.n_heads": 4, "model.context": 128,
-            "train.steps": 1500, "train.batch_size": 16, "train.warmup": 100, "train.lr": 2e-3,
-            "train.eval_every": 500, "train.eval_batches": 16, "train.save_every": 500, "train.log_every": 25},
+            "train.steps": 800, "train.batch_size": 16, "train.warmup": 80, "train.lr": 2e-3,
+            "train.eval_every": 200, "train.eval_batches": 8, "train.save_every": 200, "train.log_every": 20},
 }
 for _name, _s in _PAPER_SIZES.items():
     PRESETS[_name] = {"model.d_model": _s["d_model"], "model.n_layers": _s["n_layers"], "model.n_heads": _s["n_heads"],
@@ -219,21 +235,40 @@ for _name, _s in _PAPER_SIZES.items():
                       "train.steps": 100_000, "train.eval_every": 2000, "train.save_every": 2000}
 
 
-# Thinking recipes (the paper's System 1 / System 2, re-tuned for our vocabulary; see LOG.md).
+# Thinking recipes: the paper's System 1 / System 2 (PAPER_NOTES §3.1), re-tuned for our byte vocabulary
+# (V = 256; see docs/log/system2.md). Each recipe sets the whole thinking section plus the step-size policy,
+# so a recipe applied on top of any size preset means exactly one thing.
+_THINKING_OFF = {"thinking.max_steps": None, "thinking.eval_steps": None, "thinking.langevin_sigma": 0.0,
+                 "thinking.alpha_jitter": 1.0, "thinking.replay_fraction": 0.0, "thinking.replay_size": 0,
+                 "thinking.contrastive_coeff": 0.0}
 RECIPES: dict[str, dict[str, Any]] = {
-    "s1": {"thinking.system": "s1", "thinking.steps": 2, "model.n_landscapes": 2, "model.alpha_learnable": True},
-    "s2": {"thinking.system": "s2", "thinking.steps": 2, "thinking.max_steps": 3, "thinking.alpha_jitter": 2.0,
-           "thinking.langevin_sigma": 0.5, "model.n_landscapes": 1, "model.alpha_learnable": False},
+    # System 1: 2 steps on 2 landscapes, detached, loss on every step, learnable α (ModelConfig.alpha)
+    "s1": {**_THINKING_OFF, "thinking.system": "s1", "thinking.steps": 2,
+           "model.n_landscapes": 2, "model.alpha_learnable": True},
+    # System 2: one landscape, 2–3 steps per batch (3 at evaluation), no detach + truncation (loss on the last
+    # step), fixed α randomised U[α/2, 2α] per (batch, position), Langevin noise on the logits, replay buffer
+    # (half a batch appended per step, 6 batches deep)
+    "s2": {**_THINKING_OFF, "thinking.system": "s2", "thinking.steps": 2, "thinking.max_steps": 3,
+           "thinking.alpha_jitter": 2.0, "thinking.langevin_sigma": 0.5, "thinking.replay_fraction": 0.5,
+           "thinking.replay_size": 96, "model.n_landscapes": 1, "model.alpha_learnable": False},
 }
 
+# Presets that bundle a size with a thinking recipe: ``ebt train --preset ebt-s2`` = the 'cpu' size with the
+# System 2 recipe (an explicit ``--system`` still wins, since recipes are complete).
+PRESET_SYSTEMS: dict[str, str] = {"ebt-s1": "s1", "ebt-s2": "s2"}
+PRESETS["ebt-s1"] = dict(PRESETS["cpu"])
+PRESETS["ebt-s2"] = dict(PRESETS["cpu"])
 
-def preset(name: str, system: str = "s1", **overrides: Any) -> RunConfig:
-    """A resolved ``RunConfig`` for a named preset, a thinking recipe (``s1``/``s2``) and dotted overrides."""
+
+def preset(name: str, system: str | None = None, **overrides: Any) -> RunConfig:
+    """A resolved ``RunConfig``: size preset, then thinking recipe (``s1``/``s2``; default: the preset's own,
+    ``s1`` for size presets), then dotted overrides."""
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
+    system = system or PRESET_SYSTEMS.get(name, "s1")
     if system not in RECIPES:
         raise ValueError(f"unknown system {system!r}; choose from {', '.join(RECIPES)}")
-    cfg = RunConfig(preset=name).replace(**{**RECIPES[system], **PRESETS[name]})
+    cfg = RunConfig(preset=name).replace(**{**PRESETS[name], **RECIPES[system]})
     cfg = cfg.replace(**overrides) if overrides else cfg
     cfg.preset = name
     return cfg

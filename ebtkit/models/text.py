@@ -77,7 +77,7 @@ class TextEBT(PretrainedMixin, nn.Module):
         self.step_emb = nn.Embedding(cfg.n_landscapes, D) if cfg.step_cond != "none" else None
         self.backbone = Backbone(D, cfg.n_layers, cfg.n_heads, cfg.ffn_hidden, cfg.norm_eps)
         self.head = nn.Linear(D, 1, bias=False)
-        self.step_size = StepSize(cfg.alpha, learnable=cfg.alpha_learnable)
+        self.step_size = StepSize(cfg.resolved_alpha, learnable=cfg.alpha_learnable)
         self.rope = Rope(D // cfg.n_heads, max_pos=2 * cfg.context + 2)
         init_linear_xavier(self)
         if self.step_emb is not None:
