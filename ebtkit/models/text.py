@@ -17,8 +17,9 @@ Two exact implementations of the same energy:
 * ``encode_context`` + ``energy_cached`` (the default): the observed stream never attends to a prediction,
   so its per-layer keys/values are computed once per batch (per landscape when the step token conditions
   it) and every thinking step runs only the S prediction positions against them: prediction r attends to
-  cached keys ``0..r+P`` plus itself — an S×(S+P) score matrix plus a diagonal, no (2S)² matrix. The
-  same cache, grown one token at a time, is the KV cache for generation.
+  cached keys ``0..r+P`` plus itself — at most an S×(S+P) score matrix (computed in row blocks that skip the
+  masked upper-right blocks) plus a diagonal, no (2S)² matrix. The same cache, grown one token at a time, is
+  the KV cache for generation (:mod:`ebtkit.generate`; speed in ``docs/speed.md``).
 """
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ from torch import nn
 from ..config import ModelConfig
 from ..nn import Backbone, Rope, attention, causal_mask
 from ..nn.blocks import init_linear_xavier
+from ..nn.prediction_attention import (DEFAULT_BLOCK, CausalPlan, causal_prediction_attention,
+                                      prediction_attention, visible_to_bias)
 from ..thinking import StepSize
 
 
@@ -67,6 +70,8 @@ class PretrainedMixin:
 
 class TextEBT(PretrainedMixin, nn.Module):
     """Energy-Based Transformer over text. ``forward`` = ``energy``."""
+
+    attn_block: int | None = DEFAULT_BLOCK   # rows per block of the cached-path attention (None = dense)
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -184,32 +189,36 @@ class TextEBT(PretrainedMixin, nn.Module):
         """Energies (B×R) of candidates (B×R×V) against a context cache.
 
         ``rows`` (R,) or (B, R): the observed index r each prediction follows (it predicts token r+1);
-        default ``0..R-1``. Prediction r attends to cached keys ``0..r+P`` and to itself.
+        default ``0..R-1``. Prediction r attends to cached keys ``0..r+P`` and to itself
+        (:mod:`ebtkit.nn.prediction_attention`; the default rows use the blocked kernel, ``attn_block`` rows
+        per block, ``None`` = dense).
         """
         B, R, V = candidates.shape
         if V != self.cfg.vocab_size:
             raise ValueError(f"candidates must have V={self.cfg.vocab_size} logits, got {V}")
         dev = candidates.device
-        if rows is None:
+        contiguous = rows is None
+        if contiguous:
             rows = torch.arange(R, device=dev)
         P, Tc = cache.prefix, cache.length
         pos = rows + P + 1                                                      # (R,) or (B,R)
         cos, sin = self.rope(pos.reshape(-1), candidates.dtype)
         if pos.dim() == 2:
             cos, sin = cos.view(B, 1, R, -1), sin.view(B, 1, R, -1)
-        allowed = torch.arange(Tc, device=dev) <= (rows + P)[..., None]         # (R,Tc) or (B,R,Tc)
-        if allowed.dim() == 3:
-            allowed = allowed[:, None]
         scale = 1.0 / math.sqrt(self.cfg.d_model // self.cfg.n_heads)
+        if contiguous:   # training layout: row r sees keys 0..r+P → blocked kernel, masked blocks skipped
+            plan = CausalPlan(R, Tc, P, candidates.dtype, dev, self.attn_block)
+            attend = lambda q, k, v, i: causal_prediction_attention(  # noqa: E731
+                q, cache.keys[i], cache.values[i], k, v, plan, scale)
+        else:            # arbitrary rows (generation, ragged batches): dense kernel, (R,Tc) or (B,1,R,Tc) bias
+            visible = torch.arange(Tc, device=dev) <= (rows + P)[..., None]
+            bias = visible_to_bias(visible if visible.dim() == 2 else visible[:, None], candidates.dtype)
+            attend = lambda q, k, v, i: prediction_attention(  # noqa: E731
+                q, cache.keys[i], cache.values[i], k, v, bias, scale)
         h = self.embed_candidates(candidates, landscape)                        # B,R,D
         for i, blk in enumerate(self.backbone.blocks):
             q, k, v = blk.attn.qkv(blk.attn_norm(h), cos, sin)                  # B,H,R,hd
-            s_ctx = (q @ cache.keys[i].transpose(-2, -1)) * scale               # B,H,R,Tc
-            s_ctx = s_ctx.masked_fill(~allowed, float("-inf"))
-            s_self = (q * k).sum(-1, keepdim=True) * scale                      # B,H,R,1
-            w = torch.softmax(torch.cat([s_ctx, s_self], -1), dim=-1)
-            o = w[..., :Tc] @ cache.values[i] + w[..., Tc:] * v                 # B,H,R,hd
-            h = h + blk.attn.out(o)
+            h = h + blk.attn.out(attend(q, k, v, i))
             h = h + blk.mlp(blk.mlp_norm(h))
         return self.head(self.backbone.norm(h)).squeeze(-1)                     # B,R
 
