@@ -1,16 +1,24 @@
-"""System 2 inference policies for the text EBT, all built on :func:`ebtkit.thinking.think`.
+"""System 2 inference policies for the EBT, all built on :func:`ebtkit.thinking.think`.
 
-* think longer: any number of steps, α override (absolute or multiplier of the trained α);
-* best-of-N (self-verification): N candidates from fresh initial noise, selected **per position** by the
-  lowest final energy (``select="min"``) or the largest energy drop (``select="max_drop"``);
-* accept-only-lower steps, Langevin noise with an explicit σ (0 = none), adaptive compute (``tol``);
-* energy read-out: per-token final energies and energy trajectories.
+* **think longer**: any number of steps; α override, absolute (``alpha``) or a multiple of the trained α
+  (``alpha_mult``);
+* **best-of-N** (self-verification, the paper's Alg. 2): N candidates from fresh initial noise, selected
+  **per position** by the lowest final energy (``select="min"``) or the largest energy drop
+  (``select="max_drop"``, i.e. the largest ``E(ŷ_0) − E(ŷ_N)``);
+* **accept-only-lower** steps (a step is kept at a position only if it lowers that position's energy);
+* **Langevin noise at inference** with an explicit σ in logit space (``langevin_sigma=0`` means none — unlike
+  the paper's code, where 0 means "use the trained σ");
+* **adaptive compute** (``tol``): a position stops thinking once its energy changes by less than ``tol``;
+  ``nfe`` reports the energy evaluations each position actually needed;
+* **energy read-out**: per-token final energies and energy trajectories.
 
-Energies are only comparable between candidates for the same context: selection is always per position.
+A :class:`Policy` bundles these knobs (``think_text(model, x, **policy.kwargs())``); generation and
+evaluation take the same keyword arguments. Energies are only comparable between candidates for the same
+context (training never anchors their offset), so selection is always per position.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import torch
 
@@ -21,13 +29,14 @@ SELECTIONS = ("min", "max_drop")
 
 @dataclass
 class ThinkResult:
-    """Result of thinking over text.
+    """Result of thinking over text (``R`` = the positions thought about: all ``S``, or ``rows``).
 
-    candidates: final logits ``B×R×V``.
-    energy_trajectory: ``(steps+1)×B×R`` energies before each step and after the last (of the chosen sample).
+    candidates: final logits ``B×R×V`` (of the chosen sample at each position).
+    energy_trajectory: ``(steps+1)×B×R`` energies before each step and after the last (chosen sample).
     final_energy: ``B×R`` energies of the final candidates.
     nfe: ``B×R`` energy evaluations spent per prediction, summed over samples (one per thinking step).
     chosen: ``B×R`` index of the selected sample (zeros when ``samples == 1``).
+    sample_final_energy: ``N×B×R`` final energy of every sample (what best-of-N chose from).
     """
 
     candidates: torch.Tensor
@@ -35,6 +44,64 @@ class ThinkResult:
     final_energy: torch.Tensor
     nfe: torch.Tensor
     chosen: torch.Tensor
+    sample_final_energy: torch.Tensor | None = None
+
+
+@dataclass(frozen=True)
+class Policy:
+    """One System 2 inference policy; ``None``/defaults mean "as trained" (no extra behaviour).
+
+    ``kwargs()`` gives the keyword arguments of :func:`think_text`, :func:`ebtkit.generate.generate` and
+    :func:`ebtkit.evaluate.perplexity`.
+    """
+
+    steps: int | None = None           # thinking steps (None: the trained evaluation steps)
+    alpha: float | None = None         # absolute step size override
+    alpha_mult: float | None = None    # or a multiple of the trained α
+    samples: int = 1                   # best-of-N candidates per position
+    select: str = "min"                # "min" final energy | "max_drop" largest E(ŷ_0) − E(ŷ_N)
+    accept_lower: bool = False         # keep a step only where it lowers the energy
+    tol: float | None = None           # adaptive compute: stop a position once |ΔE| < tol
+    langevin_sigma: float = 0.0        # inference noise on the logits (0 = none)
+
+    def __post_init__(self):
+        if self.steps is not None and self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if self.alpha is not None and self.alpha_mult is not None:
+            raise ValueError("give alpha or alpha_mult, not both")
+        for name in ("alpha", "alpha_mult"):
+            v = getattr(self, name)
+            if v is not None and not v > 0:
+                raise ValueError(f"{name} must be > 0, got {v}")
+        if self.samples < 1:
+            raise ValueError(f"samples must be >= 1, got {self.samples}")
+        if self.select not in SELECTIONS:
+            raise ValueError(f"unknown selection {self.select!r}; choose from {', '.join(SELECTIONS)}")
+        if self.tol is not None and self.tol < 0:
+            raise ValueError(f"tol must be >= 0, got {self.tol}")
+        if self.langevin_sigma < 0:
+            raise ValueError(f"langevin_sigma must be >= 0, got {self.langevin_sigma}")
+
+    def kwargs(self) -> dict:
+        return asdict(self)
+
+    def label(self, trained_steps: int | None = None) -> str:
+        """A short human-readable name, e.g. ``"8 steps"``, ``"BoN-4 (min)"``, ``"tol 0.01"``."""
+        steps = self.steps if self.steps is not None else trained_steps
+        parts = [f"{steps} steps" if steps is not None else "trained steps"]
+        if self.samples > 1:
+            parts.append(f"BoN-{self.samples}" + (" max-drop" if self.select == "max_drop" else ""))
+        if self.alpha is not None:
+            parts.append(f"α={self.alpha:g}")
+        if self.alpha_mult is not None:
+            parts.append(f"α×{self.alpha_mult:g}")
+        if self.accept_lower:
+            parts.append("accept-lower")
+        if self.tol is not None:
+            parts.append(f"tol {self.tol:.3g}")
+        if self.langevin_sigma > 0:
+            parts.append(f"σ={self.langevin_sigma:g}")
+        return ", ".join(parts)
 
 
 def resolve_alpha(model, alpha: float | None = None, alpha_mult: float | None = None) -> torch.Tensor:
@@ -60,11 +127,14 @@ def landscape_schedule(n_landscapes: int, steps: int) -> list[int]:
 
 def think_with_energy(energy_fn, init, *, steps: int, alpha: torch.Tensor, landscapes: list[int],
                       samples: int = 1, select: str = "min", accept_lower: bool = False, tol: float | None = None,
-                      langevin_sigma: float = 0.0, generator: torch.Generator | None = None):
+                      langevin_sigma: float = 0.0, generator: torch.Generator | None = None,
+                      return_samples: bool = False):
     """Best-of-N wrapper over :func:`think` for any modality.
 
-    ``init(sample_index) -> y0`` gives a fresh initial candidate per sample. Returns
-    ``(final, trajectory (steps+1)×E, final_energy, nfe, chosen)`` selected per prediction.
+    ``init(sample_index) -> y0`` gives a fresh initial candidate per sample (drawn in sample order from the
+    shared ``generator``, so ``samples=1`` is exactly one plain run). Returns
+    ``(final, trajectory (steps+1)×E, final_energy, nfe, chosen)`` selected per prediction, plus the
+    ``N×E`` final energies of every sample when ``return_samples``.
     """
     if samples < 1:
         raise ValueError(f"samples must be >= 1, got {samples}")
@@ -78,6 +148,9 @@ def think_with_energy(energy_fn, init, *, steps: int, alpha: torch.Tensor, lands
         finals.append(tr.final.detach())
         trajs.append(torch.stack([e.detach() for e in tr.energies]))          # (steps+1)×E
         nfes.append(tr.nfe)
+    if samples == 1:
+        out = (finals[0], trajs[0], trajs[0][-1], nfes[0], torch.zeros_like(nfes[0]))
+        return out + (trajs[0][-1:],) if return_samples else out
     final = torch.stack(finals)                                               # N×E×F
     traj = torch.stack(trajs)                                                 # N×(steps+1)×E
     nfe = torch.stack(nfes).sum(0)
@@ -87,27 +160,37 @@ def think_with_energy(energy_fn, init, *, steps: int, alpha: torch.Tensor, lands
     best = torch.gather(final, 0, idx.expand((1,) + final.shape[1:])).squeeze(0)
     tidx = chosen.reshape((1, 1) + chosen.shape).expand((1,) + traj.shape[1:])
     best_traj = torch.gather(traj, 0, tidx).squeeze(0)
-    return best, best_traj, best_traj[-1], nfe, chosen
+    out = (best, best_traj, best_traj[-1], nfe, chosen)
+    return out + (traj[:, -1],) if return_samples else out
 
 
 def think_text(model, tokens: torch.Tensor, steps: int | None = None, *, alpha: float | None = None,
                alpha_mult: float | None = None, samples: int = 1, select: str = "min",
                accept_lower: bool = False, tol: float | None = None, langevin_sigma: float = 0.0,
                generator: torch.Generator | None = None, reference: bool = False,
-               init_scale: float = 1.0) -> ThinkResult:
-    """Think about the next token at every position of ``tokens`` (B×S) with the given policy.
+               init_scale: float = 1.0, rows: torch.Tensor | None = None, cache=None) -> ThinkResult:
+    """Think about the next token at positions of ``tokens`` (B×S) with the given policy.
 
     ``steps`` defaults to the model's trained evaluation steps (``model.eval_steps`` if set, else 2).
+    ``rows`` (R,) or (B, R) restricts thinking to the predictions after those observed positions (e.g. the last
+    one when generating); ``cache`` is a :class:`~ebtkit.models.ContextCache` of ``tokens`` already encoded
+    (generation with a KV cache): callers that pass neither think about every position.
     """
     steps = steps if steps is not None else getattr(model, "eval_steps", 2)
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     model._check(tokens)
+    if reference and (rows is not None or cache is not None):
+        raise ValueError("reference=True thinks about every position; it takes no rows or cache")
     a = resolve_alpha(model, alpha, alpha_mult)
-    fn = model.energy_fn(tokens, reference=reference)
-    init = lambda s: model.init_candidates(tuple(tokens.shape), generator) * init_scale  # noqa: E731
-    best, traj, final_e, nfe, chosen = think_with_energy(
+    if rows is None and cache is None:
+        fn = model.energy_fn(tokens, reference=reference)
+    else:
+        fn = model.energy_fn(tokens, cache=cache, rows=rows)
+    R = rows.shape[-1] if rows is not None else tokens.shape[1]
+    init = lambda s: model.init_candidates((tokens.shape[0], R), generator) * init_scale  # noqa: E731
+    best, traj, final_e, nfe, chosen, per_sample = think_with_energy(
         fn, init, steps=steps, alpha=a, landscapes=landscape_schedule(model.cfg.n_landscapes, steps),
         samples=samples, select=select, accept_lower=accept_lower, tol=tol,
-        langevin_sigma=langevin_sigma, generator=generator)
-    return ThinkResult(best, traj, final_e, nfe, chosen)
+        langevin_sigma=langevin_sigma, generator=generator, return_samples=True)
+    return ThinkResult(best, traj, final_e, nfe, chosen, per_sample)

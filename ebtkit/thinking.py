@@ -162,6 +162,7 @@ def think(
     nfe = None
     active = None                      # E-shaped bool: predictions still thinking (tol)
     prev_E = prev_g = prev_y = None    # last accepted state (accept_lower)
+    prev_land = None                   # ... and the landscape its energy was measured on
     y = y0
     with torch.enable_grad():
         for k in range(evals):
@@ -197,13 +198,15 @@ def think(
                 g = g.detach()
             if not build:
                 E = E.detach()
-            if accept_lower and prev_E is not None:
+            if accept_lower and prev_E is not None and prev_land == landscape:
+                # energies of different landscapes are different functions: a step onto a new landscape
+                # is always taken, comparisons happen within a landscape
                 keep = E < prev_E
                 E, g = torch.where(keep, E, prev_E), torch.where(_expand(keep, g), g, prev_g)
                 y_in = torch.where(_expand(keep, y_in), y_in.detach(), prev_y)
                 candidates[-1] = y_in
             was_active = active
-            if tol is not None and k > 0:
+            if tol is not None and k > 0 and landscapes[k - 1] == landscape:   # compare within a landscape
                 changed = (E.detach() - energies[-1].detach()).abs() >= tol
                 active = changed if active is None else active & changed
             if alpha_t is None:
@@ -222,7 +225,7 @@ def think(
             energies.append(E)
             candidates.append(y)
             if accept_lower:
-                prev_E, prev_g, prev_y = E.detach(), g.detach(), y_in.detach()
+                prev_E, prev_g, prev_y, prev_land = E.detach(), g.detach(), y_in.detach(), landscape
             if active is not None and not bool(active.any()):
                 # every prediction has settled: the remaining steps would change nothing
                 for _ in range(k + 1, steps):

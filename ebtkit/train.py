@@ -4,7 +4,8 @@ build data → build model → AdamW with three parameter groups (decayed matric
 vectors; the step size α with its own LR = ``alpha_lr_mult × α × lr`` and no weight decay) → loop
 {batch → loss (through thinking) → backward (second order) → all-reduce → clip → step → schedule → log} →
 exact evaluation → atomic checkpoint. ``--resume`` continues bit-for-bit: batches and thinking noise come
-from a generator re-seeded from (seed, step), and the optimizer state is restored.
+from a generator re-seeded from (seed, step), and the optimizer state (and the System 2 replay buffer,
+``checkpoint/replay.safetensors``) is restored.
 
 Works under ``torchrun``: every rank computes its own batch, gradients are averaged with ``all_reduce``
 (DDP is wrong for second-order steps), and only rank 0 writes.
@@ -28,6 +29,7 @@ from .data.tokenizers import tokenizer_from_dir
 from .evaluate import perplexity
 from .models import build_model
 from .objectives import ebt_text_loss, transformer_loss
+from .replay import REPLAY_FILE, ReplayBuffer
 
 TASK = "text"
 
@@ -66,9 +68,10 @@ def step_generator(seed: int, step: int, rank: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed((seed * 1_000_003 + step) * 64 + rank)
 
 
-def compute_loss(model, batch: torch.Tensor, cfg: RunConfig, gen: torch.Generator, training: bool = True):
+def compute_loss(model, batch: torch.Tensor, cfg: RunConfig, gen: torch.Generator, training: bool = True,
+                 replay: ReplayBuffer | None = None):
     if cfg.model.model == "ebt":
-        loss, metrics, _ = ebt_text_loss(model, batch, cfg.thinking, gen, training=training)
+        loss, metrics, _ = ebt_text_loss(model, batch, cfg.thinking, gen, training=training, replay=replay)
         return loss, metrics
     return transformer_loss(model, batch)
 
@@ -145,6 +148,14 @@ def train(cfg: RunConfig, out: str | os.PathLike, *, resume: bool = False, steps
         for g, fresh in zip(opt.param_groups, groups):
             g["base_lr"] = fresh["base_lr"] if "base_lr" not in g else g["base_lr"]
 
+    # System 2 replay buffer: rank-local, carried across steps, saved with the checkpoint (rank 0's)
+    replay = None
+    if cfg.model.model == "ebt" and cfg.thinking.replay_fraction > 0:
+        replay = ReplayBuffer(cfg.thinking.replay_size)
+        saved = ckpt.find_checkpoint(out) / REPLAY_FILE if resume else None
+        if saved is not None and saved.exists() and dist.is_main():
+            replay = ReplayBuffer.from_bytes(saved.read_bytes(), next(model.parameters()).device)
+
     main = dist.is_main()
     metrics_path = out / "metrics.jsonl"
     if main:
@@ -156,8 +167,9 @@ def train(cfg: RunConfig, out: str | os.PathLike, *, resume: bool = False, steps
 
     def save(step: int, summary: dict) -> None:
         if main:
+            files = {**extra, REPLAY_FILE: replay.to_bytes()} if replay is not None else extra
             ckpt.save_checkpoint(out, model, cfg.to_dict(), task=TASK, optimizer=opt,
-                                 state={"step": step, **summary}, extra_files=extra)
+                                 state={"step": step, **summary}, extra_files=files)
 
     def evaluate(step: int) -> dict:
         res = {"step": step, "split": "val"}
@@ -179,7 +191,7 @@ def train(cfg: RunConfig, out: str | os.PathLike, *, resume: bool = False, steps
             g["lr"] = g["base_lr"] * f
         gen = step_generator(t.seed, step, dist.rank())
         batch = get_batch(data.train, t.batch_size, cfg.model.context + 1, gen)
-        loss, metrics = compute_loss(model, batch, cfg, gen)
+        loss, metrics = compute_loss(model, batch, cfg, gen, replay=replay)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         dist.average_gradients(model)

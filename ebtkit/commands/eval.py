@@ -1,8 +1,11 @@
 """``ebt eval RUN``: exact evaluation of a trained run.
 
 Text: validation and out-of-distribution perplexity (exp of summed NLL over summed tokens) at a list of
-thinking-step counts; a table on stdout and ``eval.json`` in the run directory. Image denoising runs are
-handed to :mod:`ebtkit.denoise`.
+thinking-step counts; a table on stdout and ``eval.json`` in the run directory. For EBT runs, then the System 2
+thinking study (:mod:`ebtkit.thinking_eval`): perplexity vs NFEs for thinking longer, best-of-N and early stop
+(and a Transformer++ run given with ``--baseline``), energy-vs-difficulty correlations and random-vs-real
+energies — a table on stdout, ``thinking.json``, ``thinking.png`` and ``energy_heatmap.png`` in the run
+directory (``--no-thinking`` skips it). Image denoising runs are handed to :mod:`ebtkit.denoise`.
 """
 from __future__ import annotations
 
@@ -20,6 +23,14 @@ def add_parser(sub):
     p.add_argument("--max-windows", type=int, default=64, help="text: evaluation windows per split (default 64)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--seed", type=int, default=0, help="seed of the initial candidates")
+    g = p.add_argument_group("thinking study (text EBT runs)")
+    g.add_argument("--no-thinking", action="store_true", help="skip the thinking study")
+    g.add_argument("--baseline", default=None, metavar="RUN", help="a Transformer++ run to compare against")
+    g.add_argument("--think-steps", default="2,4,8,16", help="thinking-longer step counts (default 2,4,8,16)")
+    g.add_argument("--bon", default="2,4,8", help="best-of-N candidate counts (default 2,4,8)")
+    g.add_argument("--tols", default="auto", help="early-stop tolerances, e.g. 0.001,0.01, or 'auto' (default: "
+                   "quantiles 0.25/0.5/0.9 of the per-token energy change one step past the trained steps)")
+    g.add_argument("--thinking-windows", type=int, default=32, help="windows per split for the study (default 32)")
     try:
         from .. import denoise
         if hasattr(denoise, "add_eval_arguments"):
@@ -76,4 +87,61 @@ def run(args) -> int:
         return 0
     steps = parse_int_list(args.steps_list) if args.steps_list else None
     evaluate_text_run(args.run, steps, args.max_windows, args.batch_size, args.seed)
+    if not args.no_thinking:
+        evaluate_thinking_run(args.run, baseline=args.baseline, think_steps=parse_int_list(args.think_steps),
+                              bon=parse_int_list(args.bon), tols=parse_tols(args.tols),
+                              max_windows=args.thinking_windows, batch_size=args.batch_size, seed=args.seed)
     return 0
+
+
+def parse_tols(text: str) -> list[float] | str:
+    if text.strip() == "auto":
+        return "auto"
+    try:
+        vals = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"--tols expects 'auto' or comma-separated numbers, got {text!r}") from None
+    if not vals or any(v < 0 for v in vals):
+        raise ValueError(f"--tols must be non-negative, got {text!r}")
+    return vals
+
+
+def evaluate_thinking_run(run: str | Path, *, baseline: str | Path | None = None, think_steps=(2, 4, 8, 16),
+                          bon=(2, 4, 8), tols: list[float] | str = "auto", max_windows: int = 32,
+                          batch_size: int = 16, seed: int = 0, quiet: bool = False) -> dict | None:
+    """The thinking study of a text EBT run (None for Transformer++ runs); writes thinking.json and plots."""
+    from ..data.text import prepare_text_data
+    from ..evaluate import is_ebt
+    from ..thinking_eval import evaluate_thinking, format_report
+    from .think import run_dir
+    model = ckpt.load(run)
+    if not is_ebt(model):
+        if baseline is not None:
+            raise ValueError("--baseline applies to EBT runs")
+        return None
+    cfg = model.run_config
+    base = None
+    if baseline is not None:
+        base = ckpt.load(baseline)
+        if is_ebt(base) or ckpt.read_config(baseline)["task"] != "text":
+            raise ValueError(f"--baseline {baseline} must be a Transformer++ text run")
+        if base.cfg.vocab_size != model.cfg.vocab_size or base.run_config.data != cfg.data:
+            raise ValueError(f"--baseline {baseline} was trained on other data or another tokenizer")
+        if base.cfg.context < cfg.model.context:
+            raise ValueError(f"--baseline {baseline} has a shorter context ({base.cfg.context}) than the EBT "
+                             f"({cfg.model.context})")
+    if max_windows < 1 or batch_size < 1:
+        raise ValueError("--thinking-windows and --batch-size must be >= 1")
+    data = prepare_text_data(cfg.data, cfg.model.context, model.tokenizer)
+    out_dir = run_dir(run)
+    log = (lambda *_: None) if quiet else print
+    res = evaluate_thinking(model, data, cfg.model.context, baseline=base, max_windows=max_windows,
+                            batch_size=batch_size, seed=seed, think_steps=think_steps, bon=bon, tols=tols,
+                            out_dir=out_dir, log=log)
+    res = {"run": str(run), "preset": cfg.preset, "system": cfg.thinking.system, "data": data.source,
+           "ood": cfg.data.ood, "baseline": str(baseline) if baseline else None, **res}
+    write_json_atomic(out_dir / "thinking.json", res)
+    if not quiet:
+        print(format_report(res))
+        print(f"thinking: {out_dir / 'thinking.json'}; plots: {', '.join(res['plots'])}")
+    return res

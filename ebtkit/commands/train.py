@@ -21,7 +21,7 @@ def add_parser(sub):
     p.add_argument("--task", default="text", choices=["text", "denoise"], help="text (default) or image denoising")
     p.add_argument("--model", default=None, help="text: ebt | transformer++ (default ebt); denoise: ebt | dit")
     p.add_argument("--preset", default=None, help=f"size/hyperparameter preset (text: {', '.join(PRESETS)}; default cpu)")
-    p.add_argument("--system", default=None, help=f"thinking recipe for the EBT: {', '.join(RECIPES)} (default s1)")
+    p.add_argument("--system", default=None, help=f"thinking recipe for the EBT: {', '.join(RECIPES)} (default: the preset's own; s1 for size presets)")
     p.add_argument("--data", default=None, help="a UTF-8 text file to train on (default: built-in corpus)")
     p.add_argument("--steps", type=int, default=None, help="optimizer steps (with --resume: extend the run to N)")
     p.add_argument("--batch-size", type=int, default=None)
@@ -62,7 +62,7 @@ def text_config(args):
         if not eq:
             raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
         overrides[key.strip()] = _value(val)
-    return preset(args.preset or "cpu", system=args.system or "s1", **overrides)
+    return preset(args.preset or "cpu", system=args.system, **overrides)
 
 
 def run(args) -> int:

@@ -1,0 +1,130 @@
+"""``ebt think RUN --text "..."``: show how an EBT thinks about a passage, token by token.
+
+Prints the passage with every token coloured by its final energy (green = low = confident, red = high), the
+highest-energy tokens, and the compute spent; saves a heatmap of the per-token energy at every thinking step
+(the paper's Fig. 8). Every System 2 inference policy is available (``--steps``, ``--samples``, ``--tol``, ...);
+:func:`add_policy_arguments` / :func:`policy_from_args` give other subcommands the same flags.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+from .. import checkpoint as ckpt
+from ..inference import SELECTIONS, Policy
+
+# ANSI 256-colour backgrounds from green (low energy) through yellow to red (high energy)
+RAMP = (28, 34, 70, 106, 142, 178, 172, 166, 160, 124)
+
+
+def add_policy_arguments(p) -> None:
+    """The System 2 inference flags shared by ``think`` (and usable by ``generate`` / ``eval``)."""
+    g = p.add_argument_group("thinking policy")
+    g.add_argument("--steps", type=int, default=None, help="thinking steps per token (default: as trained)")
+    g.add_argument("--alpha", type=float, default=None, help="step size α override (absolute)")
+    g.add_argument("--alpha-mult", type=float, default=None, help="step size as a multiple of the trained α")
+    g.add_argument("--samples", type=int, default=1, help="best-of-N: candidates per token (default 1)")
+    g.add_argument("--select", default="min", choices=SELECTIONS,
+                   help="best-of-N selection per token: lowest final energy (min) or largest energy drop")
+    g.add_argument("--accept-lower", action="store_true", help="keep a step only where it lowers the energy")
+    g.add_argument("--tol", type=float, default=None,
+                   help="adaptive compute: a token stops thinking once its energy changes by less than this")
+    g.add_argument("--sigma", type=float, default=0.0, help="Langevin noise σ on the logits at inference (0 = none)")
+    g.add_argument("--seed", type=int, default=0, help="seed of the initial candidates and noise")
+
+
+def policy_from_args(args) -> Policy:
+    return Policy(steps=args.steps, alpha=args.alpha, alpha_mult=args.alpha_mult, samples=args.samples,
+                  select=args.select, accept_lower=args.accept_lower, tol=args.tol, langevin_sigma=args.sigma)
+
+
+def add_parser(sub):
+    p = sub.add_parser("think", help="show per-token energies of a passage (uncertainty) and save a heatmap",
+                       description="Think about every next token of a passage with a trained EBT; print the "
+                       "passage coloured by per-token final energy and save an energy heatmap (step × token).")
+    p.add_argument("run", help="EBT run directory")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--text", help="the passage")
+    src.add_argument("--file", help="read the passage from a UTF-8 text file")
+    add_policy_arguments(p)
+    p.add_argument("--out", default=None, help="heatmap PNG path (default RUN/think_heatmap.png)")
+    p.add_argument("--json", default=None, metavar="PATH", help="also write the per-token energies as JSON")
+    p.add_argument("--color", default="auto", choices=["auto", "always", "never"], help="ANSI colours (default auto)")
+    return p
+
+
+def run_dir(path) -> Path:
+    """The run directory of a run or checkpoint path (where reports and plots are written)."""
+    c = ckpt.find_checkpoint(path)
+    return c.parent if c.name in (ckpt.CKPT, ckpt.OLD) else c
+
+
+def colourise(pieces: list[str], energies: list[float | None], enable: bool) -> str:
+    """Pieces with a background colour by within-passage energy rank (``None`` = no energy: uncoloured)."""
+    vals = sorted(e for e in energies if e is not None)
+    out = []
+    for piece, e in zip(pieces, energies):
+        shown = piece.replace("↵", "↵\n")
+        if e is None or not enable or len(vals) < 2:
+            out.append(shown)
+            continue
+        rank = sum(v < e for v in vals) / (len(vals) - 1)             # 0 (lowest) .. 1 (highest)
+        colour = RAMP[min(len(RAMP) - 1, int(rank * len(RAMP)))]
+        out.append(f"\033[48;5;{colour}m\033[38;5;16m{shown}\033[0m")
+    return "".join(out)
+
+
+def run(args) -> int:
+    from ..evaluate import is_ebt
+    from ..thinking_eval import passage_energies, plot_heatmaps, token_pieces
+    meta = ckpt.read_config(args.run)
+    if meta["task"] != "text":
+        raise ValueError(f"ebt think needs a text EBT run; {args.run} is a {meta['task']!r} run")
+    model = ckpt.load(args.run)
+    if not is_ebt(model):
+        raise ValueError(f"{args.run} is a {model.cfg.model} run; only EBTs have energies to show")
+    text = args.text if args.text is not None else Path(args.file).read_text(encoding="utf-8")
+    policy = policy_from_args(args)
+    ids = model.tokenizer.encode(text)
+    if len(ids) < 2:
+        raise ValueError("the passage needs at least 2 tokens")
+    ctx = model.cfg.context
+    note = ""
+    if len(ids) > ctx + 1:
+        note = f" (truncated to the model's context: first {ctx + 1} of {len(ids)} tokens)"
+        ids = ids[: ctx + 1]
+    ids_t = torch.tensor(ids)
+    with torch.no_grad():
+        pe = passage_energies(model, ids_t, seed=args.seed, **policy.kwargs())
+    pieces = token_pieces(model.tokenizer, ids)
+    final = [None] + [float(e) for e in pe["final"]]
+    enable = args.color == "always" or (args.color == "auto" and sys.stdout.isatty() and not os.environ.get("NO_COLOR"))
+    steps = pe["trajectory"].shape[0] - 1
+    print(colourise(pieces, final, enable))
+    print()
+    print(f"policy: {policy.label(getattr(model, 'eval_steps', None))}; {len(ids) - 1} tokens{note}; "
+          f"{float(pe['nfe'].double().mean()):.2f} NFEs per token")
+    if enable:
+        print("colour: energy rank within the passage, " + "".join(f"\033[48;5;{c}m  \033[0m" for c in RAMP)
+              + " low → high")
+    order = sorted(range(1, len(ids)), key=lambda i: -final[i])
+    show = lambda i: repr(pieces[i])[1:-1] if pieces[i].strip() else "␣"  # noqa: E731
+    print("highest energy: " + ", ".join(f"{show(i)} {final[i]:.4g}" for i in order[:8]))
+    print("lowest energy:  " + ", ".join(f"{show(i)} {final[i]:.4g}" for i in order[::-1][:8]))
+    from ..thinking_eval import spearman
+    rho = float(spearman(pe["final"], pe["nll"]))
+    print(f"Spearman(final energy, token CE) in this passage: {rho:+.3f}")
+    out = Path(args.out) if args.out else run_dir(args.run) / "think_heatmap.png"
+    plot_heatmaps([(f"per-token energy over {steps} thinking steps ({policy.label(model.eval_steps)})",
+                    pieces[1:], pe["trajectory"])], out)
+    print(f"heatmap: {out}")
+    if args.json:
+        rec = {"tokens": ids, "pieces": pieces, "final_energy": final, "nll": [None] + pe["nll"].tolist(),
+               "trajectory": pe["trajectory"].tolist(), "nfe": pe["nfe"].tolist(), "policy": policy.kwargs()}
+        Path(args.json).write_text(json.dumps(rec))
+        print(f"json: {args.json}")
+    return 0
