@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from .data.text import eval_windows
-from .evaluate import is_ebt, perplexity
+from .evaluate import is_ebt, perplexity, token_nll
 from .inference import Policy, think_text
 
 THINK_STEPS = (2, 4, 8, 16)
@@ -106,30 +106,69 @@ def auto_tolerances(model, tokens: torch.Tensor, trained_steps: int, quantiles=T
     return sorted({float(f"{float(q):.3g}") for q in qs if q > 0})
 
 
+def window_nll(model, data: torch.Tensor, context: int, *, max_windows: int, batch_size: int, seed: int = 0,
+               **policy) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-window summed NLL and NFEs (each ``(N,)`` float64) over the deterministic evaluation windows.
+
+    Same windows, batching and generator as :func:`ebtkit.evaluate.perplexity`, so
+    ``exp(nll.sum() / tokens)`` is exactly its perplexity."""
+    windows = eval_windows(data, context + 1, max_windows)
+    dev = next(model.parameters()).device
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    nll, nfe = [], []
+    for i in range(0, len(windows), batch_size):
+        batch = windows[i:i + batch_size].to(dev)
+        n, f = token_nll(model, batch, generator=gen, **policy)
+        nll.append(n.double().sum(1).cpu())
+        nfe.append(f.double().sum(1).cpu())
+    return torch.cat(nll), torch.cat(nfe)
+
+
+def paired_gain_ci(base: torch.Tensor, other: torch.Tensor, tokens_per_window: int, *, resamples: int = 2000,
+                   seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Bootstrap interval (over windows, paired) of the perplexity gain ``100·(ppl_base − ppl_other)/ppl_base``."""
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randint(0, len(base), (resamples, len(base)), generator=g)
+    tok = tokens_per_window * len(base)
+    pb, po = (base[idx].sum(1) / tok).exp(), (other[idx].sum(1) / tok).exp()
+    gain = 100.0 * (pb - po) / pb
+    lo, hi = torch.quantile(gain, torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=gain.dtype))
+    return float(lo), float(hi)
+
+
 def policy_table(model, splits: dict[str, torch.Tensor], context: int, rows: list[PolicyRow], *,
                  max_windows: int, batch_size: int, seed: int = 0, baseline=None, log=None) -> list[dict]:
-    """Exact perplexity and NFEs per token for every policy row on every split."""
-    table = []
+    """Exact perplexity, NFEs per token and the paired gain over the trained policy (with a 95% bootstrap
+    interval over windows) for every policy row on every split."""
+    table, per_window = [], {}
     if baseline is not None:
         rec = {"family": "transformer++", "label": "Transformer++ (1 forward)", "nfe_budget": 1}
         for split, data in splits.items():
             r = perplexity(baseline, data, context, batch_size=batch_size, max_windows=max_windows)
             rec[f"{split}_ppl"], rec[f"{split}_nfe"] = r["ppl"], 1.0
         table.append(rec)
-    for row in rows:
+    for i, row in enumerate(rows):
         rec = {"family": row.family, "label": row.label, "nfe_budget": row.nfe_budget, "policy": row.policy.kwargs()}
         for split, data in splits.items():
-            r = perplexity(model, data, context, batch_size=batch_size, max_windows=max_windows, seed=seed,
-                           **row.policy.kwargs())
-            rec[f"{split}_ppl"], rec[f"{split}_nfe"] = r["ppl"], r["nfe_per_token"]
+            nll, nfe = window_nll(model, data, context, max_windows=max_windows, batch_size=batch_size, seed=seed,
+                                  **row.policy.kwargs())
+            per_window[i, split] = nll
+            tokens = len(nll) * context
+            rec[f"{split}_ppl"] = math.exp(float(nll.sum()) / tokens)
+            rec[f"{split}_nfe"] = float(nfe.sum()) / tokens
         table.append(rec)
         if log is not None:
             log("  " + row.label + ": " + ", ".join(f"{s} ppl {rec[f'{s}_ppl']:.3f}" for s in splits))
-    trained = next(r for r in table if r["family"] == "trained")
-    for rec in table:
+    trained_i = next(i for i, r in enumerate(rows) if r.family == "trained")
+    for i, rec in enumerate(table[len(table) - len(rows):]):
         for split in splits:
-            rec[f"{split}_gain_pct"] = None if rec["family"] == "transformer++" else \
-                100.0 * (trained[f"{split}_ppl"] - rec[f"{split}_ppl"]) / trained[f"{split}_ppl"]
+            base, other = per_window[trained_i, split], per_window[i, split]
+            pb, po = math.exp(float(base.sum()) / (len(base) * context)), rec[f"{split}_ppl"]
+            rec[f"{split}_gain_pct"] = 100.0 * (pb - po) / pb
+            rec[f"{split}_gain_ci95"] = list(paired_gain_ci(base, other, context, seed=seed))
+    for rec in table[: len(table) - len(rows)]:
+        for split in splits:
+            rec[f"{split}_gain_pct"], rec[f"{split}_gain_ci95"] = None, None
     return table
 
 
@@ -318,13 +357,20 @@ def format_report(result: dict) -> str:
     """The thinking table, uncertainty and random-vs-real as plain text."""
     table = result["table"]
     splits = [s for s in ("val", "ood") if f"{s}_ppl" in table[0]]
-    head = f"{'policy':<44}" + "".join(f"{s + ' NFE':>9}{s + ' ppl':>10}{'Δ%':>7}" for s in splits)
+    head = f"{'policy':<40}" + "".join(f"{s + ' NFE':>9}{s + ' ppl':>10}{'Δ% [95% CI]':>20}" for s in splits)
     lines = [head, "-" * len(head)]
+
+    def gain(r, s):
+        g, ci = r[f"{s}_gain_pct"], r.get(f"{s}_gain_ci95")
+        if g is None:
+            return f"{'—':>20}"
+        return f"{g:>+7.1f}" + (f" [{ci[0]:+.1f},{ci[1]:+.1f}]".rjust(13) if ci else " " * 13)
+
     for r in table:
-        gain = lambda g: f"{g:>+7.1f}" if g is not None else f"{'—':>7}"  # noqa: E731
-        cells = "".join(f"{r[f'{s}_nfe']:>9.2f}{r[f'{s}_ppl']:>10.3f}{gain(r[f'{s}_gain_pct'])}" for s in splits)
-        lines.append(f"{r['label'][:44]:<44}{cells}")
-    lines.append("(Δ% = perplexity improvement over the EBT at its trained steps; NFEs actually spent per token)")
+        cells = "".join(f"{r[f'{s}_nfe']:>9.2f}{r[f'{s}_ppl']:>10.3f}{gain(r, s)}" for s in splits)
+        lines.append(f"{r['label'][:40]:<40}{cells}")
+    lines.append("(Δ% = perplexity improvement over the EBT at its trained steps, paired bootstrap 95% interval over "
+                 "windows; NFE = energy evaluations actually spent per token)")
     for split in splits:
         g = result["gains"][split]
         lines.append(f"{split}: best policy {g['best_label']!r}: {g['best_gain_pct']:+.1f}%")

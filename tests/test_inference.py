@@ -244,6 +244,22 @@ def test_within_context_correlation_ignores_per_context_offsets():
     assert abs(float(spearman(energy.flatten(), difficulty.flatten()))) < 0.2
 
 
+def test_window_nll_is_the_exact_perplexity_and_gain_interval_is_paired():
+    import math
+    from ebtkit.evaluate import perplexity
+    from ebtkit.thinking_eval import paired_gain_ci, window_nll
+    m = tiny_model(dtype=torch.float32)
+    data = torch.randint(0, m.cfg.vocab_size, (200,), generator=torch.Generator().manual_seed(0))
+    for pol in ({"steps": 2}, {"steps": 2, "samples": 2}):
+        nll, nfe = window_nll(m, data, 8, max_windows=20, batch_size=7, seed=3, **pol)
+        ref = perplexity(m, data, 8, batch_size=7, max_windows=20, seed=3, **pol)
+        assert len(nll) == 20 and math.exp(float(nll.sum()) / (20 * 8)) == pytest.approx(ref["ppl"], rel=1e-12)
+        assert float(nfe.sum()) / 160 == pytest.approx(ref["nfe_per_token"])
+    assert paired_gain_ci(nll, nll, 8) == (0.0, 0.0)
+    lo, hi = paired_gain_ci(nll, nll - 0.8, 8)                         # 0.1 nats/token better everywhere
+    assert lo == pytest.approx(hi) == pytest.approx(100 * (1 - math.exp(-0.1)))
+
+
 def test_default_policy_rows():
     rows = default_policies(3, tols=[0.1, 0.01])
     fam = [r.family for r in rows]
