@@ -40,15 +40,30 @@ from ..thinking import StepSize
 
 @dataclass
 class ContextCache:
-    """Per-layer keys/values of the observed stream (each ``(B, H, T, hd)``), ``T = P + observed tokens``."""
+    """Per-layer keys/values of the observed stream (each ``(B, H, T, hd)``), ``T = P + observed tokens``.
+
+    ``landscape`` is set when the step token (``P = 1``) makes the cache specific to one landscape.
+    """
 
     keys: list[torch.Tensor]
     values: list[torch.Tensor]
     prefix: int
+    landscape: int | None = None
 
     @property
     def length(self) -> int:
         return self.keys[0].shape[2]
+
+
+def _write_rows(past: torch.Tensor, new: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Grow a cache ``past`` (B,H,T,hd) by one slot and write ``new`` (B,H,1,hd) at slot ``index[b] ≤ T`` per row.
+
+    Ragged batches are right-padded and every row writes at its own position: slots after a row's last token
+    hold stale values that the row's masks never read, and are overwritten as the row grows.
+    """
+    B, H, T, hd = past.shape
+    grown = torch.cat([past, past.new_zeros(B, H, 1, hd)], 2)                  # B,H,T+1,hd
+    return grown.scatter(2, index.view(B, 1, 1, 1).expand(B, H, 1, hd), new)
 
 
 def _count(module: nn.Module) -> int:
@@ -146,30 +161,44 @@ class TextEBT(PretrainedMixin, nn.Module):
         return self.head(self.backbone.norm(h[:, T:])).squeeze(-1)              # B,S
 
     # ------------------------------------------------------------------ fast (cached-context) path
-    def encode_context(self, tokens: torch.Tensor, landscape: int = 0, cache: ContextCache | None = None) -> ContextCache:
+    def encode_context(self, tokens: torch.Tensor, landscape: int = 0, cache: ContextCache | None = None,
+                       positions: torch.Tensor | None = None) -> ContextCache:
         """Keys/values of the observed stream at every layer; computed once, reused by every thinking step.
 
         With ``cache`` given, ``tokens`` (B×n) are appended to it (generation): the new tokens attend to the
-        cached keys and causally to each other, exactly as in a full recomputation.
+        cached keys and causally to each other, exactly as in a full recomputation. With ``positions`` (B,)
+        as well, ``tokens`` is (B×1) and row b's token is observed token ``positions[b]`` of that row
+        (ragged, right-padded batches): the cache grows by one slot and each row writes at its own slot.
         """
         if tokens.dim() != 2:
             raise ValueError(f"tokens must be (B, S), got {tuple(tokens.shape)}")
+        if positions is not None and (cache is None or tokens.shape[1] != 1
+                                      or tuple(positions.shape) != (tokens.shape[0],)):
+            raise ValueError("positions (B,) appends one token per row to a cache: tokens must be (B, 1)")
         if cache is None:
             h = self._context_embed(tokens, landscape)
             start, prefix = 0, self.prefix
+            tag = landscape if prefix else None
         else:
-            h, start, prefix = self.tok_emb(tokens), cache.length, cache.prefix
-        T = h.shape[1]
-        pos = torch.arange(start, start + T, device=h.device)
-        cos, sin = self.rope(pos, h.dtype)
+            h, start, prefix, tag = self.tok_emb(tokens), cache.length, cache.prefix, cache.landscape
+        B, T = h.shape[:2]
         mask = None
-        if cache is not None:
-            mask = torch.arange(start + T, device=h.device)[None, :] <= pos[:, None]   # T × (start+T)
+        if positions is None:
+            pos = torch.arange(start, start + T, device=h.device)
+            cos, sin = self.rope(pos, h.dtype)
+            if cache is not None:
+                mask = torch.arange(start + T, device=h.device)[None, :] <= pos[:, None]   # T × (start+T)
+        else:
+            pos = positions + prefix                                            # (B,) slot = RoPE position
+            cos, sin = (t.view(B, 1, 1, -1) for t in self.rope(pos, h.dtype))
+            mask = (torch.arange(start + 1, device=h.device)[None, :] <= pos[:, None])[:, None, None]  # B,1,1,T+1
         keys, values = [], []
         last = len(self.backbone.blocks) - 1
         for i, blk in enumerate(self.backbone.blocks):
             q, k, v = blk.attn.qkv(blk.attn_norm(h), cos, sin)
-            if cache is not None:
+            if positions is not None:
+                k, v = _write_rows(cache.keys[i], k, pos), _write_rows(cache.values[i], v, pos)
+            elif cache is not None:
                 k = torch.cat([cache.keys[i], k], 2)
                 v = torch.cat([cache.values[i], v], 2)
             keys.append(k)
@@ -182,7 +211,7 @@ class TextEBT(PretrainedMixin, nn.Module):
                 o = attention(q, k, v, mask)
             h = h + blk.attn.out(o)
             h = h + blk.mlp(blk.mlp_norm(h))
-        return ContextCache(keys, values, prefix)
+        return ContextCache(keys, values, prefix, tag)
 
     def energy_cached(self, cache: ContextCache, candidates: torch.Tensor, landscape: int = 0,
                       rows: torch.Tensor | None = None) -> torch.Tensor:
@@ -200,6 +229,9 @@ class TextEBT(PretrainedMixin, nn.Module):
         contiguous = rows is None
         if contiguous:
             rows = torch.arange(R, device=dev)
+        if cache.landscape is not None and cache.landscape != landscape:
+            raise ValueError(f"this context cache holds the step token of landscape {cache.landscape}, "
+                             f"not {landscape}")
         P, Tc = cache.prefix, cache.length
         pos = rows + P + 1                                                      # (R,) or (B,R)
         cos, sin = self.rope(pos.reshape(-1), candidates.dtype)
@@ -238,7 +270,8 @@ class TextEBT(PretrainedMixin, nn.Module):
         """Bind a context: returns ``f(candidates, landscape) -> energies`` for :func:`ebtkit.think`.
 
         The context stream is encoded lazily once per landscape (once in total unless the step token
-        conditions the context) and reused by every thinking step.
+        conditions the context) and reused by every thinking step. ``cache``: an already-encoded context, or
+        a dict ``{landscape: ContextCache}`` when the step token makes the cache landscape-specific.
         """
         if reference:
             return lambda y, l: self.energy_reference(tokens, y, l)
@@ -247,7 +280,8 @@ class TextEBT(PretrainedMixin, nn.Module):
 
         def fn(y: torch.Tensor, landscape: int) -> torch.Tensor:
             if cache is not None:
-                return self.energy_cached(cache, y, landscape, rows)
+                c = cache[landscape if not shared else 0] if isinstance(cache, dict) else cache
+                return self.energy_cached(c, y, landscape, rows)
             key = 0 if shared else landscape
             if key not in caches:
                 caches[key] = self.encode_context(tokens, landscape)
@@ -291,21 +325,33 @@ class TransformerPP(PretrainedMixin, nn.Module):
     def non_embedding_params(self) -> int:
         return _count(self.backbone)
 
-    def forward(self, tokens: torch.Tensor, cache: list | None = None, start: int = 0) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, cache: list | None = None, start: int | torch.Tensor = 0) -> torch.Tensor:
         """tokens (B×T) → logits (B×T×V). With ``cache`` (a list, filled in place) keys/values are kept
-        for incremental decoding; ``start`` is the position of ``tokens[:, 0]``."""
+        for incremental decoding; ``start`` is the position of ``tokens[:, 0]``, or a (B,) tensor of per-row
+        positions for one new token per row of a ragged, right-padded batch (``T = 1``; the cache grows by one
+        slot and each row writes at its own slot)."""
         if tokens.dim() != 2:
             raise ValueError(f"tokens must be (B, T), got {tuple(tokens.shape)}")
         h = self.tok_emb(tokens)
-        T = h.shape[1]
-        pos = torch.arange(start, start + T, device=h.device)
+        B, T = h.shape[:2]
+        per_row = isinstance(start, torch.Tensor)
+        if per_row and (cache is None or not cache or T != 1 or tuple(start.shape) != (B,)):
+            raise ValueError("per-row positions (B,) append one token per row to a filled cache")
+        pos = start if per_row else torch.arange(start, start + T, device=h.device)
         cos, sin = self.rope(pos, h.dtype)
+        if per_row:
+            cos, sin = cos.view(B, 1, 1, -1), sin.view(B, 1, 1, -1)
         for i, blk in enumerate(self.backbone.blocks):
             if cache is None:
                 h = blk(h, cos, sin, lambda q, k, v: attention(q, k, v, None, backend="sdpa", is_causal=True))
                 continue
 
             def attend(q, k, v, i=i):
+                if per_row:
+                    k, v = _write_rows(cache[i][0], k, pos), _write_rows(cache[i][1], v, pos)
+                    cache[i] = (k, v)
+                    mask = (torch.arange(k.shape[2], device=q.device)[None, :] <= pos[:, None])[:, None, None]
+                    return attention(q, k, v, mask, backend="sdpa")        # mask B,1,1,T+1
                 if len(cache) > i:
                     k = torch.cat([cache[i][0], k], 2)
                     v = torch.cat([cache[i][1], v], 2)
