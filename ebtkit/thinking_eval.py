@@ -328,10 +328,10 @@ def evaluate_thinking(model, data, context: int, *, baseline=None, max_windows: 
     gains = {}
     for split in splits:
         best = min((r for r in table if r["family"] not in ("transformer++",)), key=lambda r: r[f"{split}_ppl"])
-        fam = {f: max((r[f"{split}_gain_pct"] for r in table if r["family"] == f), default=None)
-               for f in ("longer", "best-of-N", "early stop")}
+        fam = {key: max((r[f"{split}_gain_pct"] for r in table if r["family"] == f), default=None)
+               for f, key in (("longer", "think_longer"), ("best-of-N", "best_of_n"), ("early stop", "early_stop"))}
         gains[split] = {"best_label": best["label"], "best_gain_pct": best[f"{split}_gain_pct"],
-                        **{f"best_{k.replace(' ', '_').replace('-', '_')}_gain_pct": v for k, v in fam.items()}}
+                        **{f"{k}_best_gain_pct": v for k, v in fam.items()}}
     result = {"trained_steps": trained, "tolerances": list(tols), "max_windows": max_windows, "seed": seed,
               "table": table, "uncertainty": unc, "random_vs_real": rvr, "gains": gains, "plots": []}
     if out_dir is not None:

@@ -103,7 +103,6 @@ def run(args) -> int:
     pieces = token_pieces(model.tokenizer, ids)
     final = [None] + [float(e) for e in pe["final"]]
     enable = args.color == "always" or (args.color == "auto" and sys.stdout.isatty() and not os.environ.get("NO_COLOR"))
-    steps = pe["trajectory"].shape[0] - 1
     print(colourise(pieces, final, enable))
     print()
     print(f"policy: {policy.label(getattr(model, 'eval_steps', None))}; {len(ids) - 1} tokens{note}; "
@@ -119,7 +118,7 @@ def run(args) -> int:
     rho = float(spearman(pe["final"], pe["nll"]))
     print(f"Spearman(final energy, token CE) in this passage: {rho:+.3f}")
     out = Path(args.out) if args.out else run_dir(args.run) / "think_heatmap.png"
-    plot_heatmaps([(f"per-token energy over {steps} thinking steps ({policy.label(model.eval_steps)})",
+    plot_heatmaps([(f"per-token energy while thinking ({policy.label(model.eval_steps)})",
                     pieces[1:], pe["trajectory"])], out)
     print(f"heatmap: {out}")
     if args.json:
