@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("train", "eval", "generate", "think", "presets")
+COMMANDS = ("train", "eval", "generate", "think", "bench", "presets")
 
 
 class Parser(argparse.ArgumentParser):
