@@ -16,14 +16,16 @@ create_graph=True)`` then ``backward``, which the fused SDPA CPU kernel cannot d
   ``0 / −inf`` bias (no separate ``mul`` and ``masked_fill`` passes over R × Tc, in forward or in either backward);
 * :func:`causal_prediction_attention` (the training layout: ``lim_r = r + offset``) processes the rows in blocks
   of ``block`` rows; block ``[a, b)`` only scores keys ``0..b-1+offset``, so the fully masked upper-right blocks
-  are never computed. With ``block=128`` that is 1 block at S ≤ 128 and 2 at S = 256 (25 % fewer score FLOPs,
-  but 1.3–1.5× faster on this CPU, mostly from the smaller working set). Measurements: ``docs/speed.md``.
+  are never computed. With ``block=64``: 2 blocks at S = 128 and 4 at S = 256 (25 % and 37.5 % fewer score
+  FLOPs). Forward + double backward of the kernel alone is 1.3–1.75× faster than the first implementation
+  (dense, separate scale/mask passes) on this CPU; smaller blocks lose to per-op overhead
+  (``benchmarks/bench_attention.py``, ``docs/speed.md``).
 """
 from __future__ import annotations
 
 import torch
 
-DEFAULT_BLOCK = 128
+DEFAULT_BLOCK = 64
 
 
 def visible_to_bias(visible: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
