@@ -190,3 +190,16 @@ def test_prediction_attention_kernels_match_naive_and_double_backward(offset, bl
 def test_causal_plan_rejects_a_short_cache():
     with pytest.raises(ValueError, match="cached keys"):
         CausalPlan(8, 7, 0, torch.float32, "cpu")
+
+
+def test_energy_fn_with_prebuilt_caches_per_landscape():
+    """A dict {landscape: cache} serves the step-token model; one cache for the wrong landscape is refused."""
+    m = tiny_model(step_cond="token", vocab_size=V, context=S)
+    x = torch.randint(0, V, (2, S))
+    y = torch.randn(2, S, V, dtype=torch.float64)
+    caches = {l: m.encode_context(x, l) for l in (0, 1)}
+    fn, want = m.energy_fn(x, cache=caches), m.energy_fn(x, reference=True)
+    for land in (0, 1):
+        assert_close(fn(y, land), want(y, land), f"landscape {land}")
+    with pytest.raises(ValueError, match="landscape 0"):
+        m.energy_fn(x, cache=caches[0])(y, 1)
