@@ -401,7 +401,7 @@ def add_eval_arguments(parser) -> None:
     g = parser.add_argument_group("image denoising runs")
     g.add_argument("--compare", default=None, metavar="RUN",
                    help="a second denoising run (e.g. the DiT) evaluated on the same noisy images")
-    g.add_argument("--images", type=int, default=1000, help="test images to evaluate (default 1000)")
+    g.add_argument("--images", type=int, default=500, help="test images to evaluate (default 500)")
     g.add_argument("--sigmas", default=None, help="noise levels, e.g. 0.1,0.2 (default: the run's eval_sigmas)")
     g.add_argument("--ebt-nfe", default="1,2,3,5,10", help="EBT thinking steps to report (default 1,2,3,5,10)")
     g.add_argument("--dit-nfe", default="1,2,3,5,10,100",
@@ -426,7 +426,7 @@ def eval_main(run_dir: Path, args) -> dict:
     try:
         spec = EvalSpec(ebt_nfe=_ints(getattr(args, "ebt_nfe", None) or "1,2,3,5,10", "--ebt-nfe"),
                         dit_nfe=_ints(getattr(args, "dit_nfe", None) or "1,2,3,5,10,100", "--dit-nfe"),
-                        images=int(getattr(args, "images", None) or 1000), seed=int(getattr(args, "seed", None) or 0),
+                        images=int(getattr(args, "images", None) or 500), seed=int(getattr(args, "seed", None) or 0),
                         **({"sigmas": [float(s) for s in sigmas.split(",") if s.strip()]} if sigmas else {}))
     except ValueError as e:
         raise DenoiseError(str(e)) from None
