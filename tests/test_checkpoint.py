@@ -14,12 +14,14 @@ from ebtkit.config import preset
 
 def test_save_pretrained_load_round_trip(tmp_path):
     m = ebtkit.build("ebt", preset="tiny", vocab_size=256, step_cond="token", n_landscapes=2)
+    torch.nn.init.normal_(m.head.weight, std=0.5)            # non-trivial energies (the head starts at zero)
     m.save_pretrained(tmp_path / "m")
     m2 = ebtkit.load(tmp_path / "m")
     assert type(m2) is type(m) and m2.cfg == m.cfg
     x = torch.randint(0, 256, (2, 12))
     y = torch.randn(2, 12, 256)
     torch.testing.assert_close(m2.energy(x, y, 1), m.energy(x, y, 1), rtol=0, atol=0)
+    assert m.energy(x, y).abs().min() > 0
     a = think_text(m, x, steps=3, generator=torch.Generator().manual_seed(0))
     b = think_text(m2, x, steps=3, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(a.candidates, b.candidates, rtol=0, atol=0)

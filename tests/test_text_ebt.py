@@ -57,14 +57,37 @@ def test_gradient_of_sum_is_per_position_gradient():
         assert g_r[:, [k for k in range(8) if k != r]].abs().max() == 0
 
 
+def test_zero_initialised_head_makes_the_first_step_the_identity():
+    """At init E ≡ 0, so thinking leaves the candidate unchanged and training starts at CE(ŷ_0) for any α;
+    the energy head alone receives a (second-order) gradient on the first step."""
+    m = tiny_model(random_head=False, alpha=500.0)
+    x = torch.randint(0, 13, (2, 8))
+    y0 = torch.randn(2, 8, 13, dtype=torch.float64)
+    assert m.energy(x, y0).abs().max() == 0
+    tr = think(m.energy_fn(x), y0, steps=3, alpha=m.step_size())
+    torch.testing.assert_close(tr.final, y0, rtol=0, atol=0)
+    loss, _, _ = ebt_text_loss(m, torch.randint(0, 13, (2, 9)), ThinkingConfig(steps=2), torch.Generator().manual_seed(0))
+    loss.backward()
+    assert m.head.weight.grad.abs().sum() > 0
+    assert m.backbone.blocks[0].attn.wq.weight.grad.abs().sum() == 0
+
+
 @pytest.mark.parametrize("system", ["s1", "s2"])
 @pytest.mark.parametrize("step_cond", ["stream", "token"])
 def test_training_step_gives_every_parameter_a_gradient(system, step_cond):
+    """After one optimizer step (which moves the zero-initialised head), every parameter, α included, gets a
+    non-zero gradient — all of them except token/step embeddings only through second-order terms."""
     # System 2 thinks on one landscape (the paper's recipe); System 1 on one landscape per step
-    m = tiny_model(dtype=torch.float32, step_cond=step_cond, vocab_size=32, n_landscapes=2 if system == "s1" else 1)
+    m = tiny_model(dtype=torch.float32, step_cond=step_cond, vocab_size=32, n_landscapes=2 if system == "s1" else 1,
+                   random_head=False)
     tokens = torch.randint(0, 32, (4, 9))
     tcfg = ThinkingConfig(system=system, steps=2)
+    opt = torch.optim.AdamW(m.parameters(), lr=1e-2)
     loss, metrics, _ = ebt_text_loss(m, tokens, tcfg, torch.Generator().manual_seed(0))
+    loss.backward()
+    opt.step()
+    opt.zero_grad()
+    loss, metrics, _ = ebt_text_loss(m, tokens, tcfg, torch.Generator().manual_seed(1))
     loss.backward()
     for name, p in m.named_parameters():
         if name == "step_emb.weight":

@@ -100,6 +100,10 @@ class TextEBT(PretrainedMixin, nn.Module):
         self.step_size = StepSize(cfg.resolved_alpha, learnable=cfg.alpha_learnable)
         self.rope = Rope(D // cfg.n_heads, max_pos=2 * cfg.context + 2)
         init_linear_xavier(self)
+        # zero-initialised energy head (as the paper's image EBT): E ≡ 0 and ∇E ≡ 0 at init, so the first
+        # thinking steps are the identity and training starts at the CE of the initial logits for any α;
+        # the head still receives gradient through the second-order term (LOG.md, 2026-11-22)
+        nn.init.zeros_(self.head.weight)
         if self.step_emb is not None:
             nn.init.normal_(self.step_emb.weight, std=0.02)
 
