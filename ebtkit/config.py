@@ -226,7 +226,7 @@ PRESETS: dict[str, dict[str, Any]] = {
              "train.steps": 30, "train.batch_size": 8, "train.warmup": 5, "train.eval_every": 15,
              "train.eval_batches": 2, "train.save_every": 15, "train.log_every": 5, "train.lr": 3e-3},
     # the main job: trains on the built-in corpus on 2 CPU cores in a few minutes
-    "cpu": {"model.d_model": 128, "model.n_layers": 4, "model.n_heads": 4, "model.context": 64,
+    "cpu": {"model.d_model": 64, "model.n_layers": 4, "model.n_heads": 2, "model.context": 64,
             "train.steps": 800, "train.batch_size": 16, "train.warmup": 80, "train.lr": 5e-3,
             "train.eval_every": 200, "train.eval_batches": 8, "train.save_every": 200, "train.log_every": 20},
 }
