@@ -115,6 +115,7 @@ def train(cfg: RunConfig, out: str | os.PathLike, *, resume: bool = False, steps
     extend the run). Everything that can fail on bad input (data, config) fails before ``out`` is touched.
     """
     out = Path(out)
+    dist.init_from_env()
     tokenizer = None
     start = 0
     if resume:
