@@ -247,8 +247,9 @@ RECIPES: dict[str, dict[str, Any]] = {
     "s1": {**_THINKING_OFF, "thinking.system": "s1", "thinking.steps": 2,
            "model.n_landscapes": 2, "model.alpha_learnable": True},
     # System 2: one landscape, 2–3 steps per batch (3 at evaluation), no detach + truncation (loss on the last
-    # step), fixed α randomised U[α/2, 2α] per (batch, position), Langevin noise on the logits, replay buffer
-    # (half a batch appended per step, 6 batches deep)
+    # step), α fixed at the vocabulary rule (0.3·V; 2.55 and 19 were worse) and randomised U[α/2, 2α] per (batch,
+    # position), Langevin σ = 0.5 on the logits (the paper's σ = 3 does not train at V = 256; 1.5 trains 2.5×
+    # worse), replay buffer (half a batch appended per step, 6 batches deep). Sweeps: docs/log/system2.md.
     "s2": {**_THINKING_OFF, "thinking.system": "s2", "thinking.steps": 2, "thinking.max_steps": 3,
            "thinking.alpha_jitter": 2.0, "thinking.langevin_sigma": 0.5, "thinking.replay_fraction": 0.5,
            "thinking.replay_size": 96, "model.n_landscapes": 1, "model.alpha_learnable": False},
