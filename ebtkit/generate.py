@@ -30,7 +30,7 @@ from typing import Sequence
 
 import torch
 
-from .inference import landscape_schedule, resolve_alpha, think_with_energy
+from .inference import SELECTIONS, landscape_schedule, resolve_alpha, think_with_energy
 from .thinking import think as _think
 
 
@@ -115,6 +115,8 @@ def _ebt_thinker(model, generator, policy: dict):
     known = {"samples", "select", "accept_lower", "tol", "langevin_sigma"}
     if set(policy) - known:
         raise ValueError(f"unknown generation options: {sorted(set(policy) - known)}")
+    if policy.get("select", "min") not in SELECTIONS:
+        raise ValueError(f"unknown selection {policy['select']!r}; choose from {', '.join(SELECTIONS)}")
 
     def think(energy_fn, B: int) -> torch.Tensor:
         init = lambda s: model.init_candidates((B, 1), generator) * init_scale  # noqa: E731

@@ -139,6 +139,8 @@ def test_generation_validates_its_inputs():
         generate(m, _prompt(1, 2), 2, top_p=0.0)
     with pytest.raises(ValueError, match="unknown"):
         generate(m, _prompt(1, 2), 2, bogus=1)
+    with pytest.raises(ValueError, match="selection"):
+        generate(m, _prompt(1, 2), 2, select="best")
     with pytest.raises(ValueError, match="EBT"):
         generate(tiny_model(model="transformer++", vocab_size=V, context=CTX), _prompt(1, 2), 2, steps=3)
     assert torch.equal(generate(m, _prompt(1, 2), 0), _prompt(1, 2))
