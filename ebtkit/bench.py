@@ -279,6 +279,8 @@ def bench_generate(case: GenCase, rounds: int, variants=GEN_VARIANTS, log=print,
     torch.manual_seed(seed)
     cfg = preset(case.size, "s1", **over)
     ebt = build_model(cfg.model)
+    torch.nn.init.normal_(ebt.head.weight, std=0.5)   # trained-like head: the zero init gives ∇E ≡ 0, so the
+    #                                                   same-tokens check below would be trivially true
     tpp = build_model(cfg.replace(**{"model.model": "transformer++"}).model)
     prompt = torch.randint(0, case.vocab, (case.batch, case.prompt), generator=torch.Generator().manual_seed(1))
     runs = {
