@@ -139,6 +139,7 @@ def train(cfg: RunConfig, out: str | os.PathLike, *, resume: bool = False, steps
     model = build_model(cfg.model)
     model.eval_steps = cfg.thinking.default_eval_steps
     groups = param_groups(model, t)
+    params = [p for g in groups for p in g["params"]]
     opt = torch.optim.AdamW(groups, lr=t.lr, betas=(t.beta1, t.beta2), weight_decay=t.weight_decay)
     if resume:
         ckpt.load_weights(model, out)
@@ -194,7 +195,8 @@ def train(cfg: RunConfig, out: str | os.PathLike, *, resume: bool = False, steps
         batch = get_batch(data.train, t.batch_size, cfg.model.context + 1, gen)
         loss, metrics = compute_loss(model, batch, cfg, gen, replay=replay)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        # only parameter gradients: the detached candidate leaves of each thinking step need none (exact, faster)
+        loss.backward(inputs=params)
         dist.average_gradients(model)
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip if t.grad_clip > 0 else float("inf"))
         opt.step()
