@@ -248,6 +248,7 @@ def train(cfg: DenoiseRunConfig | None, out: str | Path, *, resume: bool = False
     torch.manual_seed(t.seed)
     model = build_image_model(m)
     groups = param_groups(model, t)
+    params = [p for g in groups for p in g["params"]]
     opt = torch.optim.AdamW(groups, lr=t.lr, betas=(t.beta1, t.beta2), weight_decay=t.weight_decay)
     if resume:
         ckpt.load_weights(model, out)
@@ -284,7 +285,7 @@ def train(cfg: DenoiseRunConfig | None, out: str | Path, *, resume: bool = False
         else:
             loss, metrics = dit_loss(model, diffusion, clean, t_train, gen)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward(inputs=params)        # the candidate leaves of each thinking step need no gradient
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip if t.grad_clip > 0 else float("inf"))
         opt.step()
         done = step + 1
