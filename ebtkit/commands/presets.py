@@ -15,4 +15,11 @@ def run(args) -> int:
     print("thinking recipes (--system):")
     for name, over in RECIPES.items():
         print(f"  {name:<8} " + " ".join(f"{k.split('.')[1]}={v}" for k, v in over.items()))
+    from .. import denoise
+    print("presets (--task denoise):")
+    for name, over in denoise.PRESETS.items():
+        print(f"  {name:<8} " + " ".join(f"{k}={v}" for k, v in over.items()))
+    print("thinking recipes (--task denoise --system):")
+    for name, over in denoise.RECIPES.items():
+        print(f"  {name:<8} " + " ".join(f"{k}={v}" for k, v in over.items()))
     return 0

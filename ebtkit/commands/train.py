@@ -22,7 +22,8 @@ def add_parser(sub):
     p.add_argument("--model", default=None, help="text: ebt | transformer++ (default ebt); denoise: ebt | dit")
     p.add_argument("--preset", default=None, help=f"size/hyperparameter preset (text: {', '.join(PRESETS)}; default cpu)")
     p.add_argument("--system", default=None, help=f"thinking recipe for the EBT: {', '.join(RECIPES)} (default: the preset's own; s1 for size presets)")
-    p.add_argument("--data", default=None, help="a UTF-8 text file to train on (default: built-in corpus)")
+    p.add_argument("--data", default=None, help="text: a UTF-8 text file (default: built-in corpus); "
+                   "denoise: an IDX file, a folder of IDX files or a folder of images")
     p.add_argument("--steps", type=int, default=None, help="optimizer steps (with --resume: extend the run to N)")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--lr", type=float, default=None, help="peak learning rate")
