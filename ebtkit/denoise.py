@@ -18,7 +18,6 @@ metrics, atomic checkpoints, bit-for-bit ``--resume``).
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -34,7 +33,8 @@ from .denoise_eval import EvalSpec, pixel_mse, psnr
 from .models.diffusion import GaussianDiffusion
 from .models.image import ImageModelConfig, build_image_model, count_params
 from .thinking import think
-from .train import JsonlLogger, _progress, _truncate_metrics, lr_factor, param_groups, step_generator
+from .train import (JsonlLogger, _progress, _truncate_metrics, lr_factor, optimizer_step, param_groups, step_generator,
+                    train_record)
 
 TASK = "denoise"
 LOSSES = ("mse", "smooth_l1")
@@ -284,16 +284,10 @@ def train(cfg: DenoiseRunConfig | None, out: str | Path, *, resume: bool = False
             loss, metrics = ebt_denoise_loss(model, clean, noisy, cfg, gen, _train_steps(cfg, gen))
         else:
             loss, metrics = dit_loss(model, diffusion, clean, t_train, gen)
-        opt.zero_grad(set_to_none=True)
-        loss.backward(inputs=params)        # the candidate leaves of each thinking step need no gradient
-        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip if t.grad_clip > 0 else float("inf"))
-        opt.step()
+        gnorm = optimizer_step(model, loss, opt, params, t.grad_clip)
         done = step + 1
         if done % t.log_every == 0 or done == t.steps or step == start:
-            rec = {"step": done, "split": "train", "lr": opt.param_groups[0]["lr"], "grad_norm": float(gnorm),
-                   **{k: float(v) for k, v in metrics.items()}}
-            if not math.isfinite(rec["loss"]):
-                raise DenoiseError(f"loss is {rec['loss']} at step {done}; lower the learning rate or the step size alpha")
+            rec = train_record(done, opt, gnorm, metrics)
             logger(rec)
             if bar is not None:
                 bar.set_postfix(loss=f"{rec['loss']:.4f}")

@@ -24,7 +24,7 @@ import torch
 from . import checkpoint as ckpt
 from . import dist
 from .config import RunConfig, TrainConfig
-from .data.text import DataError, get_batch, prepare_text_data
+from .data.text import get_batch, prepare_text_data
 from .data.tokenizers import tokenizer_from_dir
 from .evaluate import perplexity
 from .models import build_model
@@ -74,6 +74,26 @@ def compute_loss(model, batch: torch.Tensor, cfg: RunConfig, gen: torch.Generato
         loss, metrics, _ = ebt_text_loss(model, batch, cfg.thinking, gen, training=training, replay=replay)
         return loss, metrics
     return transformer_loss(model, batch)
+
+
+def optimizer_step(model, loss: torch.Tensor, opt: torch.optim.Optimizer, params: list, grad_clip: float) -> torch.Tensor:
+    """zero → backward into the parameters only (the detached candidate leaves of each thinking step need no
+    gradient: exact, and faster) → average over ranks → clip → step. Returns the gradient norm."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward(inputs=params)
+    dist.average_gradients(model)
+    gnorm = torch.nn.utils.clip_grad_norm_(params, grad_clip if grad_clip > 0 else float("inf"))
+    opt.step()
+    return gnorm
+
+
+def train_record(step: int, opt: torch.optim.Optimizer, gnorm: torch.Tensor, metrics: dict) -> dict:
+    """One JSONL training record (the only host sync of a logged step); a non-finite loss stops the run."""
+    rec = {"step": step, "split": "train", "lr": opt.param_groups[0]["lr"], "grad_norm": float(gnorm),
+           **{k: float(v) for k, v in metrics.items()}}
+    if not math.isfinite(rec["loss"]):
+        raise FloatingPointError(f"loss is {rec['loss']} at step {step}; lower the learning rate or the step size alpha")
+    return rec
 
 
 class JsonlLogger:
@@ -194,18 +214,10 @@ def train(cfg: RunConfig, out: str | os.PathLike, *, resume: bool = False, steps
         gen = step_generator(t.seed, step, dist.rank())
         batch = get_batch(data.train, t.batch_size, cfg.model.context + 1, gen)
         loss, metrics = compute_loss(model, batch, cfg, gen, replay=replay)
-        opt.zero_grad(set_to_none=True)
-        # only parameter gradients: the detached candidate leaves of each thinking step need none (exact, faster)
-        loss.backward(inputs=params)
-        dist.average_gradients(model)
-        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip if t.grad_clip > 0 else float("inf"))
-        opt.step()
+        gnorm = optimizer_step(model, loss, opt, params, t.grad_clip)
         done = step + 1
         if done % t.log_every == 0 or done == t.steps or step == start:
-            rec = {"step": done, "split": "train", "lr": opt.param_groups[0]["lr"], "grad_norm": float(gnorm),
-                   **{k: float(v) for k, v in metrics.items()}}
-            if not math.isfinite(rec["loss"]):
-                raise RunError(f"loss is {rec['loss']} at step {done}; lower the learning rate or the step size alpha")
+            rec = train_record(done, opt, gnorm, metrics)
             logger(rec)
             if bar is not None:
                 bar.set_postfix(loss=f"{rec['loss']:.3f}")

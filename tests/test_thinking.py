@@ -89,7 +89,6 @@ def test_system1_every_step_differentiated_and_detached():
     grads, tr, m = _step_grads("s1")
     assert all(g is not None and g != 0 for g in grads)
     # detached between steps: the step-k candidate's θ-gradient is only its own one-step term
-    y1 = tr.candidates[1]
     expect = -0.5 * float(((tr.candidates[0] - m.c.detach()).sum()))   # ∂(y0 − α w (y0 − c))/∂w summed
     assert grads[0] == pytest.approx(expect)
     assert all(not s.grad_fn for s in m.seen if s.is_leaf)              # each step input is a fresh leaf
