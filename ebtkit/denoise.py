@@ -33,7 +33,7 @@ from .denoise_eval import EvalSpec, pixel_mse, psnr
 from .models.diffusion import GaussianDiffusion
 from .models.image import ImageModelConfig, build_image_model, count_params
 from .thinking import think
-from .train import (JsonlLogger, _progress, _truncate_metrics, lr_factor, optimizer_step, param_groups, step_generator,
+from .train import (JsonlLogger, _progress, _truncate_metrics, lr_factor, make_optimizer, optimizer_step, step_generator,
                     train_record)
 
 TASK = "denoise"
@@ -247,17 +247,7 @@ def train(cfg: DenoiseRunConfig | None, out: str | Path, *, resume: bool = False
     t_train = diffusion.t_for_sigma(cfg.noise.train_sigma)
     torch.manual_seed(t.seed)
     model = build_image_model(m)
-    groups = param_groups(model, t)
-    params = [p for g in groups for p in g["params"]]
-    opt = torch.optim.AdamW(groups, lr=t.lr, betas=(t.beta1, t.beta2), weight_decay=t.weight_decay)
-    if resume:
-        ckpt.load_weights(model, out)
-        state = ckpt.load_optimizer_state(out)
-        if state is None:
-            raise DenoiseError(f"{out} has no optimizer state to resume from")
-        opt.load_state_dict(state)
-        for g, fresh in zip(opt.param_groups, groups):
-            g.setdefault("base_lr", fresh["base_lr"])
+    opt, params = make_optimizer(model, t, out if resume else None)
 
     out.mkdir(parents=True, exist_ok=True)
     metrics_path = out / "metrics.jsonl"

@@ -63,6 +63,23 @@ def param_groups(model: torch.nn.Module, t: TrainConfig) -> list[dict]:
     return [g for g in groups if g["params"]]
 
 
+def make_optimizer(model: torch.nn.Module, t: TrainConfig, resume_from: Path | None = None):
+    """AdamW over :func:`param_groups`; with ``resume_from`` the weights and optimizer state are restored from
+    that run's checkpoint. Returns ``(optimizer, trainable parameters)``."""
+    groups = param_groups(model, t)
+    params = [p for g in groups for p in g["params"]]
+    opt = torch.optim.AdamW(groups, lr=t.lr, betas=(t.beta1, t.beta2), weight_decay=t.weight_decay)
+    if resume_from is not None:
+        ckpt.load_weights(model, resume_from)
+        state = ckpt.load_optimizer_state(resume_from)
+        if state is None:
+            raise RunError(f"{resume_from} has no optimizer state to resume from")
+        opt.load_state_dict(state)
+        for g, fresh in zip(opt.param_groups, groups):
+            g.setdefault("base_lr", fresh["base_lr"])
+    return opt, params
+
+
 def step_generator(seed: int, step: int, rank: int = 0) -> torch.Generator:
     """The single source of randomness for one training step (batch + initial candidates + noise)."""
     return torch.Generator().manual_seed((seed * 1_000_003 + step) * 64 + rank)
@@ -158,17 +175,7 @@ def train(cfg: RunConfig, out: str | os.PathLike, *, resume: bool = False, steps
     torch.manual_seed(t.seed)
     model = build_model(cfg.model)
     model.eval_steps = cfg.thinking.default_eval_steps
-    groups = param_groups(model, t)
-    params = [p for g in groups for p in g["params"]]
-    opt = torch.optim.AdamW(groups, lr=t.lr, betas=(t.beta1, t.beta2), weight_decay=t.weight_decay)
-    if resume:
-        ckpt.load_weights(model, out)
-        state = ckpt.load_optimizer_state(out)
-        if state is None:
-            raise RunError(f"{out} has no optimizer state to resume from")
-        opt.load_state_dict(state)
-        for g, fresh in zip(opt.param_groups, groups):
-            g["base_lr"] = fresh["base_lr"] if "base_lr" not in g else g["base_lr"]
+    opt, params = make_optimizer(model, t, out if resume else None)
 
     # System 2 replay buffer: rank-local, carried across steps, saved with the checkpoint (rank 0's)
     replay = None
