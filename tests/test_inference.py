@@ -260,6 +260,22 @@ def test_window_nll_is_the_exact_perplexity_and_gain_interval_is_paired():
     assert lo == pytest.approx(hi) == pytest.approx(100 * (1 - math.exp(-0.1)))
 
 
+def test_uncertainty_correlates_within_each_window_then_averages():
+    from ebtkit.data.text import eval_windows
+    from ebtkit.thinking_eval import random_vs_real, token_energies, uncertainty
+    m = tiny_model(dtype=torch.float32)
+    data = torch.randint(0, m.cfg.vocab_size, (120,), generator=torch.Generator().manual_seed(1))
+    res = uncertainty(m, data, 8, max_windows=6, batch_size=4, seed=2)
+    E, nll = token_energies(m, eval_windows(data, 9, 6), batch_size=4, seed=2)
+    assert E.shape == nll.shape == (6, 8)
+    per_window = torch.stack([spearman(E[i], nll[i]) for i in range(6)])
+    assert res["spearman_within_mean"] == pytest.approx(float(per_window.mean()))
+    assert res["spearman_pooled"] == pytest.approx(float(spearman(E.flatten(), nll.flatten())))
+    assert res["frac_windows_positive"] == pytest.approx(float((per_window > 0).double().mean()))
+    rv = random_vs_real(m, data, 8, windows=6, batch_size=4, seed=2)
+    assert rv["real_mean"] == pytest.approx(float(E.mean())) and 0.0 <= rv["p_random_higher"] <= 1.0
+
+
 def test_default_policy_rows():
     rows = default_policies(3, tols=[0.1, 0.01])
     fam = [r.family for r in rows]
