@@ -323,6 +323,15 @@ def test_eval_cli_prints_and_saves_the_thinking_table_and_plots(tiny_runs, capsy
     assert "spearman_within_mean" in res["uncertainty"]["val"] and "p_random_higher" in res["random_vs_real"]
     rc = main(["eval", str(tiny_runs / "tpp"), "--max-windows", "2"])   # Transformer++: no thinking study
     assert rc == 0
+    capsys.readouterr()
+    (run / "thinking.json").unlink()
+    for bad in (["--baseline", str(run)], ["--baseline", str(tiny_runs / "nope")], ["--bon", "0"], ["--tols", "x"],
+                ["--baseline", str(tiny_runs / "tpp"), "--no-thinking"]):
+        before = (run / "eval.json").stat().st_mtime_ns
+        assert main(["eval", str(run), *bad]) == 2, bad
+        err = capsys.readouterr().err
+        assert err.startswith("ebt: error:") and err.count("\n") == 1, (bad, err)
+        assert (run / "eval.json").stat().st_mtime_ns == before and not (run / "thinking.json").exists()
 
 
 def test_think_cli_colours_tokens_and_saves_the_heatmap(tiny_runs, capsys, tmp_path):

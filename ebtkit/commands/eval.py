@@ -86,10 +86,21 @@ def run(args) -> int:
         denoise.eval_main(Path(args.run), args)
         return 0
     steps = parse_int_list(args.steps_list) if args.steps_list else None
+    # check every thinking-study option before anything is evaluated or written
+    think_steps, bon, tols = parse_int_list(args.think_steps), parse_int_list(args.bon), parse_tols(args.tols)
+    if args.thinking_windows < 1:
+        raise ValueError("--thinking-windows must be >= 1")
+    if args.baseline is not None:
+        if args.no_thinking:
+            raise ValueError("--baseline is used by the thinking study; drop --no-thinking")
+        if meta["config"]["model"]["model"] != "ebt":
+            raise ValueError("--baseline applies to EBT runs")
+        base = ckpt.read_config(args.baseline)
+        if base["task"] != "text" or base["config"]["model"]["model"] != "transformer++":
+            raise ValueError(f"--baseline {args.baseline} must be a Transformer++ text run")
     evaluate_text_run(args.run, steps, args.max_windows, args.batch_size, args.seed)
     if not args.no_thinking:
-        evaluate_thinking_run(args.run, baseline=args.baseline, think_steps=parse_int_list(args.think_steps),
-                              bon=parse_int_list(args.bon), tols=parse_tols(args.tols),
+        evaluate_thinking_run(args.run, baseline=args.baseline, think_steps=think_steps, bon=bon, tols=tols,
                               max_windows=args.thinking_windows, batch_size=args.batch_size, seed=args.seed)
     return 0
 
