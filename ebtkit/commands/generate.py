@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 
 from .. import checkpoint as ckpt
+from .think import add_policy_arguments, policy_from_args
 
 
 def add_parser(sub):
@@ -13,9 +14,8 @@ def add_parser(sub):
     p.add_argument("--max-new-tokens", type=int, default=200)
     p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
     p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling threshold (with temperature > 0)")
-    p.add_argument("--steps", type=int, default=None, help="EBT thinking steps per token (default: trained)")
-    p.add_argument("--samples", type=int, default=1, help="EBT best-of-N candidates per token")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-cache", action="store_true", help="recompute the whole window for every token (reference)")
+    add_policy_arguments(p)   # EBT only: --steps --alpha --alpha-mult --samples --select --accept-lower --tol --sigma
     return p
 
 
@@ -28,12 +28,14 @@ def run(args) -> int:
         raise ValueError("--max-new-tokens must be >= 0")
     ids = model.tokenizer.encode(args.prompt)
     gen = torch.Generator().manual_seed(args.seed)
-    policy = {}
+    policy = policy_from_args(args)
     if hasattr(model, "energy_fn"):
-        policy = {"steps": args.steps, "samples": args.samples}
-    elif args.steps is not None or args.samples != 1:
-        raise ValueError("--steps/--samples apply to EBT runs only")
+        kwargs = policy.kwargs()
+    elif policy != type(policy)():
+        raise ValueError("thinking-policy options (--steps, --samples, ...) apply to EBT runs only")
+    else:
+        kwargs = {}
     out = generate(model, torch.tensor([ids]), args.max_new_tokens, temperature=args.temperature,
-                   top_p=args.top_p, generator=gen, **policy)
+                   top_p=args.top_p, generator=gen, cached=not args.no_cache, **kwargs)
     print(model.tokenizer.decode(out[0].tolist()))
     return 0

@@ -1,5 +1,5 @@
 """``ebt presets``: list the named presets and thinking recipes."""
-from ..config import PRESETS, RECIPES
+from ..config import PRESET_SYSTEMS, PRESETS, RECIPES
 
 
 def add_parser(sub):
@@ -11,7 +11,7 @@ def run(args) -> int:
     for name, over in PRESETS.items():
         m = {k.split(".")[1]: v for k, v in over.items() if k.startswith("model.")}
         print(f"  {name:<8} layers={m.get('n_layers')} d_model={m.get('d_model')} heads={m.get('n_heads')} "
-              f"context={m.get('context')} lr={over.get('train.lr')}")
+              f"context={m.get('context')} lr={over.get('train.lr')} recipe={PRESET_SYSTEMS.get(name, 's1')}")
     print("thinking recipes (--system):")
     for name, over in RECIPES.items():
         print(f"  {name:<8} " + " ".join(f"{k.split('.')[1]}={v}" for k, v in over.items()))
