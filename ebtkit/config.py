@@ -16,6 +16,8 @@ from typing import Any
 MODEL_NAMES = ("ebt", "transformer++")
 STEP_CONDS = ("stream", "token", "none")
 CANDIDATE_PROJS = ("linear", "tied")
+UPDATES = ("code", "logits", "mirror")     # see ebtkit.thinking.TEXT_UPDATES
+INITS = ("normal", "zeros")
 SYSTEMS = ("s1", "s2")
 
 
@@ -29,6 +31,20 @@ def _positive(name: str, value, allow_zero: bool = False) -> None:
 def _choice(name: str, value, choices) -> None:
     if value not in choices:
         raise ValueError(f"unknown {name} {value!r}; choose from {', '.join(map(str, choices))}")
+
+
+def default_alpha(update: str, vocab_size: int) -> float:
+    """The default text step size for an update rule (LOG.md, 2026-12-02).
+
+    ``"logits"``: the vocabulary rule ``alpha_for_vocab(V) = 0.3·V``. ``"code"``/``"mirror"`` step with
+    ``∇_p E = Wᵀ ∂E/∂ẑ``, which has no ``p_v ≈ 1/V`` factor, so α does not scale with V: a constant.
+    """
+    if update == "logits":
+        return alpha_for_vocab(vocab_size)
+    return SIMPLEX_ALPHA
+
+
+SIMPLEX_ALPHA = 76.8   # provisional: the value the official-rule runs of issue 8 used (re-tuned below)
 
 
 def alpha_for_vocab(vocab_size: int) -> float:
@@ -57,15 +73,20 @@ class ModelConfig:
     step_cond: str = "stream"          # "stream": step embedding on predictions only | "token": paper's step token | "none"
     n_landscapes: int = 1              # number of step embeddings (System 1 in the paper: 2)
     candidate_proj: str = "linear"     # softmax(ŷ) → Linear(V, D) | "tied": p @ token_embedding.weight
-    alpha: float | None = None         # step size α; None = the vocabulary rule ``alpha_for_vocab(V)`` = 0.3·V
+    alpha: float | None = None         # step size α; None = ``default_alpha(update, V)``
     alpha_learnable: bool = True
+    update: str = "code"               # candidate update: "code" (official) | "logits" (paper's Eq. 1) | "mirror"
+    init: str = "normal"               # initial candidate logits: "normal" N(0, init_scale²) | "zeros" (uniform)
+    init_scale: float = 1.0            # std of the "normal" initial candidate
 
     def __post_init__(self):
         _choice("model", self.model, MODEL_NAMES)
         _choice("step_cond", self.step_cond, STEP_CONDS)
         _choice("candidate_proj", self.candidate_proj, CANDIDATE_PROJS)
+        _choice("update", self.update, UPDATES)
+        _choice("init", self.init, INITS)
         for n in ("vocab_size", "d_model", "n_layers", "n_heads", "ffn_mult", "context", "n_landscapes", "alpha",
-                  "norm_eps"):
+                  "norm_eps", "init_scale"):
             _positive(n, getattr(self, n))
         if self.vocab_size < 2:
             raise ValueError(f"vocab_size must be >= 2, got {self.vocab_size}")
@@ -74,8 +95,8 @@ class ModelConfig:
 
     @property
     def resolved_alpha(self) -> float:
-        """α used to initialise the step size: the explicit ``alpha`` or the vocabulary rule."""
-        return self.alpha if self.alpha is not None else alpha_for_vocab(self.vocab_size)
+        """α used to initialise the step size: the explicit ``alpha`` or the update rule's default."""
+        return self.alpha if self.alpha is not None else default_alpha(self.update, self.vocab_size)
 
     @property
     def ffn_hidden(self) -> int:
@@ -189,6 +210,9 @@ class RunConfig:
                 continue
             sub = d.get(f.name, {})
             klass = {"model": ModelConfig, "thinking": ThinkingConfig, "train": TrainConfig, "data": DataConfig}[f.name]
+            if f.name == "model" and sub and "update" not in sub:
+                # saved before the update rule was a choice (2026-12-02): those models stepped on the logits
+                sub = {**sub, "update": "logits"}
             known = {x.name for x in fields(klass)}
             unknown = set(sub) - known
             if unknown:

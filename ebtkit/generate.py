@@ -123,10 +123,10 @@ def _ebt_thinker(model, generator, policy: dict):
         if policy.get("samples", 1) == 1:   # no selection: skip the read-out of E(ŷ_N) (one forward per token)
             rest = {k: v for k, v in policy.items() if k not in ("samples", "select")}
             best = _think(energy_fn, init(0), steps=steps, alpha=alpha, landscapes=landscapes, detach=True,
-                          create_graph=False, generator=generator, **rest).final.detach()
+                          create_graph=False, generator=generator, update=model.update, **rest).final.detach()
         else:
             best = think_with_energy(energy_fn, init, steps=steps, alpha=alpha, landscapes=landscapes,
-                                     generator=generator, **policy)[0]
+                                     generator=generator, update=model.update, **policy)[0]
         return best[:, 0]                                                       # B,V
     return think, sorted(set(landscapes))
 
@@ -150,7 +150,7 @@ def _ebt_cached(model, batch: _Batch, max_new: int, think, landscapes, pick) -> 
     last = rebuild()
     for t in range(max_new):
         rows = last[:, None]                                                    # B,1
-        fn = lambda y, l: model.energy_cached(caches[_landscape_key(model, l)], y, l, rows)  # noqa: E731
+        fn = lambda y, l: model.energy_cached(caches[_landscape_key(model, l)], y, l, rows, probs=True)  # noqa: E731
         nxt = pick(think(fn, len(batch.lengths)))
         batch.append(nxt)
         if t == max_new - 1:
@@ -174,13 +174,13 @@ def _ebt_full(model, batch: _Batch, max_new: int, think, pick) -> None:
         if not batch.ragged:
             def fn(y, l, x=window):
                 pad = y.new_zeros(B, x.shape[1] - 1, V)           # other positions: any value (no effect on E_last)
-                return model.energy_reference(x, torch.cat([pad, y], 1), l)[:, -1:]
+                return model.energy_reference(x, torch.cat([pad, y], 1), l, probs=True)[:, -1:]
         else:
             def fn(y, l, x=window, lens=lens):
                 out = []
                 for b, n in enumerate(lens):
                     full = torch.cat([y.new_zeros(1, n - 1, V), y[b: b + 1]], 1)
-                    out.append(model.energy_reference(x[b: b + 1, :n], full, l)[:, -1:])
+                    out.append(model.energy_reference(x[b: b + 1, :n], full, l, probs=True)[:, -1:])
                 return torch.cat(out, 0)                                        # B,1
         batch.append(pick(think(fn, B)))
 

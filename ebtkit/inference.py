@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from .thinking import think
+from .thinking import Update, think
 
 SELECTIONS = ("min", "max_drop")
 
@@ -128,7 +128,7 @@ def landscape_schedule(n_landscapes: int, steps: int) -> list[int]:
 def think_with_energy(energy_fn, init, *, steps: int, alpha: torch.Tensor, landscapes: list[int],
                       samples: int = 1, select: str = "min", accept_lower: bool = False, tol: float | None = None,
                       langevin_sigma: float = 0.0, generator: torch.Generator | None = None,
-                      return_samples: bool = False):
+                      return_samples: bool = False, update: Update | None = None):
     """Best-of-N wrapper over :func:`think` for any modality.
 
     ``init(sample_index) -> y0`` gives a fresh initial candidate per sample (drawn in sample order from the
@@ -144,7 +144,7 @@ def think_with_energy(energy_fn, init, *, steps: int, alpha: torch.Tensor, lands
     for s in range(samples):
         tr = think(energy_fn, init(s), steps=steps, alpha=alpha, landscapes=landscapes, detach=True,
                    create_graph=False, langevin_sigma=langevin_sigma, generator=generator,
-                   accept_lower=accept_lower, tol=tol, final_energy=True)
+                   accept_lower=accept_lower, tol=tol, final_energy=True, update=update)
         finals.append(tr.final.detach())
         trajs.append(torch.stack([e.detach() for e in tr.energies]))          # (steps+1)×E
         nfes.append(tr.nfe)
@@ -192,5 +192,5 @@ def think_text(model, tokens: torch.Tensor, steps: int | None = None, *, alpha: 
     best, traj, final_e, nfe, chosen, per_sample = think_with_energy(
         fn, init, steps=steps, alpha=a, landscapes=landscape_schedule(model.cfg.n_landscapes, steps),
         samples=samples, select=select, accept_lower=accept_lower, tol=tol,
-        langevin_sigma=langevin_sigma, generator=generator, return_samples=True)
+        langevin_sigma=langevin_sigma, generator=generator, return_samples=True, update=model.update)
     return ThinkResult(best, traj, final_e, nfe, chosen, per_sample)

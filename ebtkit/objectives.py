@@ -41,6 +41,7 @@ def ebt_text_loss(model, tokens: torch.Tensor, tcfg: ThinkingConfig, generator: 
         ``(loss, metrics, trajectory)``; metrics has ``ce_step{k}`` for k = 0..N (CE of ŷ_k), ``energy_gap``
         (mean E(ŷ_0) − mean E at the last step), ``alpha``, ``replayed`` (rows), ``contrastive`` (if on).
         With ``tcfg.contrastive_coeff > 0`` (training) the loss adds ``coeff · softplus(E(onehot(y)) − E_last)``
+        (the energy of the one-hot target distribution)
         — the paper's optional contrastive term, ``CE(−[E_real, E_fake], 0)`` per position.
     """
     steps = steps if steps is not None else sample_steps(tcfg, generator, training)
@@ -60,7 +61,7 @@ def ebt_text_loss(model, tokens: torch.Tensor, tcfg: ThinkingConfig, generator: 
         landscapes=landscape_schedule(model.cfg.n_landscapes, steps),
         detach=tcfg.detach, grad_steps=tcfg.grad_steps, create_graph=training,
         langevin_sigma=tcfg.langevin_sigma if training else 0.0,
-        alpha_jitter=tcfg.alpha_jitter if training else 1.0, generator=generator)
+        alpha_jitter=tcfg.alpha_jitter if training else 1.0, generator=generator, update=model.update)
     V = y0.shape[-1]
     ce = lambda c: F.cross_entropy(c.reshape(-1, V), y.reshape(-1))  # noqa: E731
     if tcfg.system == "s1":
@@ -70,7 +71,7 @@ def ebt_text_loss(model, tokens: torch.Tensor, tcfg: ThinkingConfig, generator: 
         loss = ce(traj.final)
         step_ce = [ce(c.detach()) for c in traj.candidates[1:-1]] + [loss]
     if training and tcfg.contrastive_coeff > 0:
-        real = fn(onehot_logits(y, V, y0.dtype), landscape_schedule(model.cfg.n_landscapes, steps)[-1])  # B×S
+        real = fn(F.one_hot(y, V).to(y0.dtype), landscape_schedule(model.cfg.n_landscapes, steps)[-1])  # B×S
         contrastive = F.softplus(real - traj.energies[steps - 1]).mean()
         loss = loss + tcfg.contrastive_coeff * contrastive
     if replay is not None and training and tcfg.replay_fraction > 0:
@@ -86,11 +87,6 @@ def ebt_text_loss(model, tokens: torch.Tensor, tcfg: ThinkingConfig, generator: 
     if training and tcfg.contrastive_coeff > 0:
         metrics["contrastive"] = contrastive.detach()
     return loss, metrics, traj
-
-
-def onehot_logits(y: torch.Tensor, V: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Logits whose softmax is (in floating point exactly) the one-hot distribution of ``y`` (B×S → B×S×V)."""
-    return (F.one_hot(y, V).to(dtype) - 1) * 1e4
 
 
 def transformer_loss(model, tokens: torch.Tensor):

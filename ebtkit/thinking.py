@@ -23,6 +23,18 @@ prediction (``(B, S)`` for text, ``(B,)`` for images) and ``F`` are the feature 
 ``autograd.grad(E.sum(), y)`` gives every prediction its own gradient.
 
 One NFE = one energy evaluation with its input gradient (the paper's count: one per thinking step).
+
+**The candidate update** (:class:`Update`) says where the energy and its gradient are taken and what the step
+moves. For continuous candidates it is the plain step above. For a candidate that is a distribution over a
+vocabulary (text logits) there are three rules, with ``p = softmax(ŷ_in)`` (after the Langevin noise):
+
+* ``"code"`` (the official code's rule, the text default): ``ŷ_{k+1} = p − α ∇_p E(p)``, used as logits;
+* ``"logits"`` (the paper's Eq. 1 taken literally): ``ŷ_{k+1} = ŷ_in − α ∇_ŷ E(softmax(ŷ))``; through the
+  softmax Jacobian each token's step is scaled by its own ``p_v``;
+* ``"mirror"`` (mirror descent on the simplex, unpublished): ``ŷ_{k+1} = ŷ_in − α ∇_p E(p)`` — the gradient
+  of ``"code"``, applied to the accumulated logits instead of restarting from ``p``.
+
+With a simplex rule ``energy_fn`` receives ``p`` (a distribution), never the logits.
 """
 from __future__ import annotations
 
@@ -33,6 +45,56 @@ import torch
 from torch import nn
 
 EnergyFn = Callable[[torch.Tensor, int], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Update:
+    """A candidate parametrisation: how one thinking step moves the candidate ``ŷ``.
+
+    ``simplex``: the energy is evaluated at ``u = softmax(ŷ_in)`` over the last dim (else ``u = ŷ_in``).
+    ``grad_at``: ``"candidate"`` → ``g = ∇_ŷ E(u(ŷ))``; ``"point"`` → ``g = ∇_u E(u)``.
+    ``base``: ``"candidate"`` → ``ŷ' = ŷ_in − α g``; ``"point"`` → ``ŷ' = u − α g``.
+    """
+
+    name: str
+    simplex: bool = False
+    grad_at: str = "candidate"
+    base: str = "candidate"
+
+    def __post_init__(self):
+        if self.grad_at not in ("candidate", "point") or self.base not in ("candidate", "point"):
+            raise ValueError(f"bad update {self}")
+
+    def point(self, y: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(y, dim=-1) if self.simplex else y
+
+
+GRADIENT = Update("gradient")
+
+
+@dataclass(frozen=True)
+class BoundEnergy:
+    """An energy function that carries the update rule it must be stepped with (e.g. a text EBT's energy over
+    distributions, which needs a simplex rule). :func:`think` reads ``update`` from it, so the pairing cannot
+    be forgotten by a caller."""
+
+    fn: EnergyFn
+    update: Update
+
+    def __call__(self, y: torch.Tensor, landscape: int) -> torch.Tensor:
+        return self.fn(y, landscape)
+TEXT_UPDATES: dict[str, Update] = {
+    "code": Update("code", simplex=True, grad_at="point", base="point"),
+    "logits": Update("logits", simplex=True, grad_at="candidate", base="candidate"),
+    "mirror": Update("mirror", simplex=True, grad_at="point", base="candidate"),
+}
+
+
+def text_update(name: str) -> Update:
+    """The named update rule for vocabulary candidates; unknown names raise and list the valid ones."""
+    if name not in TEXT_UPDATES:
+        raise ValueError(f"unknown update {name!r}; choose from {', '.join(TEXT_UPDATES)}")
+    return TEXT_UPDATES[name]
 
 
 class StepSize(nn.Module):
@@ -119,6 +181,7 @@ def think(
     accept_lower: bool = False,
     tol: float | None = None,
     final_energy: bool = False,
+    update: Update | None = None,
 ) -> Trajectory:
     """Run ``steps`` thinking steps from ``y0``.
 
@@ -137,11 +200,18 @@ def think(
         accept_lower: inference only; a step is kept at a prediction only if it lowers that energy.
         tol: inference only; a prediction stops once ``|E_k − E_{k−1}| < tol``.
         final_energy: also evaluate ``E(ŷ_N)`` (one extra forward; not counted as an NFE).
+        update: the candidate parametrisation (:class:`Update`); default: ``energy_fn.update`` for a
+            :class:`BoundEnergy`, else the plain gradient step on ``ŷ``. A rule that contradicts the
+            ``BoundEnergy``'s is an error.
 
     Works under a caller's ``torch.no_grad()``: the loop owns its grad mode.
     """
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
+    bound = getattr(energy_fn, "update", None) if isinstance(energy_fn, BoundEnergy) else None
+    if update is not None and bound is not None and update != bound:
+        raise ValueError(f"update {update.name!r} contradicts the energy function's rule {bound.name!r}")
+    update = update or bound or GRADIENT
     if grad_steps not in ("all", "last"):
         raise ValueError(f"grad_steps must be 'all' or 'last', got {grad_steps!r}")
     if (accept_lower or tol is not None) and create_graph:
@@ -161,7 +231,7 @@ def think(
     alpha_t: torch.Tensor | None = None
     nfe = None
     active = None                      # E-shaped bool: predictions still thinking (tol)
-    prev_E = prev_g = prev_y = None    # last accepted state (accept_lower)
+    prev_E = prev_g = prev_y = prev_u = None    # last accepted state (accept_lower)
     prev_land = None                   # ... and the landscape its energy was measured on
     y = y0
     with torch.enable_grad():
@@ -178,7 +248,8 @@ def think(
                 if active is not None:
                     noise = noise * _expand(active, noise).to(noise.dtype)
                 y_in = y_in + noise
-            E = energy_fn(y_in, landscape)
+            u = update.point(y_in)
+            E = energy_fn(u, landscape)
             if E.shape != y_in.shape[: E.dim()]:
                 raise ValueError(f"energy shape {tuple(E.shape)} is not a prefix of candidate shape {tuple(y_in.shape)}")
             if nfe is None:
@@ -193,7 +264,8 @@ def think(
                     candidates[-1] = y_in
                 energies.append(E)
                 break
-            g = torch.autograd.grad(E.sum(), y_in, create_graph=build)[0]
+            wrt = u if update.grad_at == "point" else y_in
+            g = torch.autograd.grad(E.sum(), wrt, create_graph=build)[0]
             if not torch.is_grad_enabled() or not build:
                 g = g.detach()
             if not build:
@@ -204,6 +276,7 @@ def think(
                 keep = E < prev_E
                 E, g = torch.where(keep, E, prev_E), torch.where(_expand(keep, g), g, prev_g)
                 y_in = torch.where(_expand(keep, y_in), y_in.detach(), prev_y)
+                u = torch.where(_expand(keep, u), u.detach(), prev_u)
                 candidates[-1] = y_in
             was_active = active
             if tol is not None and k > 0 and landscapes[k - 1] == landscape:   # compare within a landscape
@@ -215,17 +288,16 @@ def think(
                     alpha_t = jittered_alpha(alpha_t, E.shape, alpha_jitter, generator)
                 if alpha_t.dim() > 0:
                     alpha_t = _expand(alpha_t, y_in)
-            step = alpha_t * g
             nfe += 1 if was_active is None else was_active.long()
-            if active is not None:
-                step = step * _expand(active, step).to(step.dtype)
-            y = y_in - step
+            y = (u if update.base == "point" else y_in) - alpha_t * g
+            if active is not None:   # settled predictions keep their candidate unchanged
+                y = torch.where(_expand(active, y), y, y_in)
             if not create_graph:
                 y = y.detach()
             energies.append(E)
             candidates.append(y)
             if accept_lower:
-                prev_E, prev_g, prev_y, prev_land = E.detach(), g.detach(), y_in.detach(), landscape
+                prev_E, prev_g, prev_y, prev_u, prev_land = E.detach(), g.detach(), y_in.detach(), u.detach(), landscape
             if active is not None and not bool(active.any()):
                 # every prediction has settled: the remaining steps would change nothing
                 for _ in range(k + 1, steps):

@@ -35,7 +35,7 @@ from ..nn import Backbone, Rope, attention, causal_mask
 from ..nn.blocks import init_linear_xavier
 from ..nn.prediction_attention import (DEFAULT_BLOCK, CausalPlan, causal_prediction_attention,
                                       prediction_attention, visible_to_bias)
-from ..thinking import StepSize
+from ..thinking import BoundEnergy, StepSize, text_update
 
 
 @dataclass
@@ -98,6 +98,7 @@ class TextEBT(PretrainedMixin, nn.Module):
         self.backbone = Backbone(D, cfg.n_layers, cfg.n_heads, cfg.ffn_hidden, cfg.norm_eps)
         self.head = nn.Linear(D, 1, bias=False)
         self.step_size = StepSize(cfg.resolved_alpha, learnable=cfg.alpha_learnable)
+        self.update = text_update(cfg.update)   # the candidate update rule (ModelConfig.update)
         self.rope = Rope(D // cfg.n_heads, max_pos=2 * cfg.context + 2)
         init_linear_xavier(self)
         # zero-initialised energy head (as the paper's image EBT): E ≡ 0 and ∇E ≡ 0 at init, so the first
@@ -128,9 +129,12 @@ class TextEBT(PretrainedMixin, nn.Module):
             h = torch.cat([st.expand(h.shape[0], 1, -1), h], dim=1)             # B,1+S,D
         return h
 
-    def embed_candidates(self, candidates: torch.Tensor, landscape: int) -> torch.Tensor:
-        """softmax(ŷ) → D (B×R×V → B×R×D), plus the step embedding in ``"stream"`` mode."""
-        p = torch.softmax(candidates, dim=-1)
+    def embed_candidates(self, candidates: torch.Tensor, landscape: int, probs: bool = False) -> torch.Tensor:
+        """softmax(ŷ) → D (B×R×V → B×R×D), plus the step embedding in ``"stream"`` mode.
+
+        ``probs=True``: ``candidates`` already are the distributions ``p`` (what :func:`ebtkit.think` passes
+        with a simplex update rule), so no softmax is applied."""
+        p = candidates if probs else torch.softmax(candidates, dim=-1)
         z = self.cand_proj(p) if self.cand_proj is not None else p @ self.tok_emb.weight
         if self.cfg.step_cond == "stream":
             z = z + self.step_emb.weight[self._landscape(landscape)]
@@ -145,13 +149,15 @@ class TextEBT(PretrainedMixin, nn.Module):
                              f"{tuple(tokens.shape)}, got {tuple(candidates.shape)}")
 
     # ------------------------------------------------------------------ reference path
-    def energy_reference(self, tokens: torch.Tensor, candidates: torch.Tensor, landscape: int = 0) -> torch.Tensor:
-        """Energies (B×S) from one masked attention over the full ``[prefix ; observed ; predictions]`` sequence."""
+    def energy_reference(self, tokens: torch.Tensor, candidates: torch.Tensor, landscape: int = 0,
+                         probs: bool = False) -> torch.Tensor:
+        """Energies (B×S) from one masked attention over the full ``[prefix ; observed ; predictions]`` sequence.
+        ``candidates`` are logits, or distributions with ``probs=True``."""
         self._check(tokens, candidates)
         B, S = tokens.shape
         P, dev = self.prefix, tokens.device
         ctx = self._context_embed(tokens, landscape)                            # B,P+S,D
-        h = torch.cat([ctx, self.embed_candidates(candidates, landscape)], 1)   # B,P+2S,D
+        h = torch.cat([ctx, self.embed_candidates(candidates, landscape, probs)], 1)   # B,P+2S,D
         T = P + S
         pos = torch.cat([torch.arange(T, device=dev), torch.arange(S, device=dev) + P + 1])
         mask = torch.zeros(T + S, T + S, dtype=torch.bool, device=dev)
@@ -218,8 +224,8 @@ class TextEBT(PretrainedMixin, nn.Module):
         return ContextCache(keys, values, prefix, tag)
 
     def energy_cached(self, cache: ContextCache, candidates: torch.Tensor, landscape: int = 0,
-                      rows: torch.Tensor | None = None) -> torch.Tensor:
-        """Energies (B×R) of candidates (B×R×V) against a context cache.
+                      rows: torch.Tensor | None = None, probs: bool = False) -> torch.Tensor:
+        """Energies (B×R) of candidates (B×R×V logits, or distributions with ``probs=True``) against a context cache.
 
         ``rows`` (R,) or (B, R): the observed index r each prediction follows (it predicts token r+1);
         default ``0..R-1``. Prediction r attends to cached keys ``0..r+P`` and to itself
@@ -251,7 +257,7 @@ class TextEBT(PretrainedMixin, nn.Module):
             bias = visible_to_bias(visible if visible.dim() == 2 else visible[:, None], candidates.dtype)
             attend = lambda q, k, v, i: prediction_attention(  # noqa: E731
                 q, cache.keys[i], cache.values[i], k, v, bias, scale)
-        h = self.embed_candidates(candidates, landscape)                        # B,R,D
+        h = self.embed_candidates(candidates, landscape, probs)                 # B,R,D
         for i, blk in enumerate(self.backbone.blocks):
             q, k, v = blk.attn.qkv(blk.attn_norm(h), cos, sin)                  # B,H,R,hd
             h = h + blk.attn.out(attend(q, k, v, i))
@@ -271,36 +277,40 @@ class TextEBT(PretrainedMixin, nn.Module):
 
     def energy_fn(self, tokens: torch.Tensor, reference: bool = False, cache: ContextCache | None = None,
                   rows: torch.Tensor | None = None):
-        """Bind a context: returns ``f(candidates, landscape) -> energies`` for :func:`ebtkit.think`.
+        """Bind a context: returns ``f(p, landscape) -> energies`` for :func:`ebtkit.think` with
+        ``update=self.update``: ``p`` are distributions (B×R×V; the update rule applies the softmax).
 
         The context stream is encoded lazily once per landscape (once in total unless the step token
         conditions the context) and reused by every thinking step. ``cache``: an already-encoded context, or
         a dict ``{landscape: ContextCache}`` when the step token makes the cache landscape-specific.
         """
         if reference:
-            return lambda y, l: self.energy_reference(tokens, y, l)
+            return BoundEnergy(lambda y, l: self.energy_reference(tokens, y, l, probs=True), self.update)
         caches: dict[int, ContextCache] = {}
         shared = self.cfg.step_cond != "token"
 
         def fn(y: torch.Tensor, landscape: int) -> torch.Tensor:
             if cache is not None:
                 c = cache[landscape if not shared else 0] if isinstance(cache, dict) else cache
-                return self.energy_cached(c, y, landscape, rows)
+                return self.energy_cached(c, y, landscape, rows, probs=True)
             key = 0 if shared else landscape
             if key not in caches:
                 caches[key] = self.encode_context(tokens, landscape)
-            return self.energy_cached(caches[key], y, landscape, rows)
+            return self.energy_cached(caches[key], y, landscape, rows, probs=True)
 
-        return fn
+        return BoundEnergy(fn, self.update)
 
     def init_candidates(self, shape: tuple[int, ...], generator: torch.Generator | None = None,
                         dtype: torch.dtype | None = None) -> torch.Tensor:
-        """Initial candidates ``N(0, I)`` logits of ``shape + (V,)``."""
+        """Initial candidate logits of ``shape + (V,)``: ``N(0, init_scale²)`` (``ModelConfig.init = "normal"``)
+        or zeros (``"zeros"``: the uniform distribution; no random numbers are drawn)."""
         w = self.cand_proj.weight if self.cand_proj is not None else self.tok_emb.weight
         dev = w.device
+        if self.cfg.init == "zeros":
+            return torch.zeros(*shape, self.cfg.vocab_size, device=dev, dtype=dtype or w.dtype)
         y = torch.randn(*shape, self.cfg.vocab_size, generator=generator,
                         device=dev if generator is None else generator.device, dtype=dtype or w.dtype)
-        return y.to(dev)
+        return y.to(dev) * self.cfg.init_scale
 
     def think(self, tokens: torch.Tensor, steps: int | None = None, **kwargs):
         """Think about the next token at every position of ``tokens`` (B×S).
