@@ -1,6 +1,6 @@
-"""Shared driver for the benchmark scripts: run a part of an :mod:`ebtkit.bench` grid, write JSON + markdown.
+"""Shared driver for the benchmark scripts: run a part of a :mod:`bench` grid, write JSON + markdown.
 
-The measurement code lives in :mod:`ebtkit.bench` (also behind ``ebt bench``); these scripts only pick a part
+The measurement code lives in ``bench.py`` beside this file (also behind ``ebt bench``); these scripts only pick a part
 of the grid and keep the results under ``benchmarks/results/``.
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from ebtkit import bench
+import bench
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

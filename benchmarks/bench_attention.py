@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from ebtkit.nn.prediction_attention import CausalPlan, causal_prediction_attention, prediction_attention, visible_to_bias
+from ebtkit.core.nn.prediction_attention import CausalPlan, causal_prediction_attention, prediction_attention, visible_to_bias
 
 SHAPES = [(8, 2, 128, 64), (8, 2, 256, 64), (8, 4, 128, 64), (8, 4, 256, 64), (16, 4, 256, 64)]   # B,H,S,hd
 BLOCKS = [None, 32, 64, 128]

@@ -13,7 +13,7 @@ from collections import defaultdict
 
 import torch
 
-from ebtkit import bench
+import bench
 
 MATMUL = {"aten::mm", "aten::bmm", "aten::baddbmm", "aten::addmm", "aten::matmul",
           "aten::_scaled_dot_product_flash_attention_for_cpu",

@@ -10,6 +10,13 @@ import argparse
 import importlib
 import sys
 
+from .core.checkpoint import CheckpointError, NonFiniteError
+from .training.rundir import RunError
+
+# exceptions whose message is written for the user (one line naming the file or key); anything else is a bug
+# and is reported as an internal error with its type
+EXPECTED = (ValueError, CheckpointError, NonFiniteError, RunError, OSError)
+
 COMMANDS = ("train", "eval", "generate", "think", "bench", "presets")
 
 
@@ -44,9 +51,16 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # noqa: BLE001 — every failure becomes one line unless --debug
         if getattr(args, "debug", False):
             raise
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        print(f"ebt: error: {msg}", file=sys.stderr)
+        print(f"ebt: error: {one_line(e)}", file=sys.stderr)
         return 2
+
+
+def one_line(e: BaseException) -> str:
+    """The first line of an error's message; unexpected exception types are labelled internal errors."""
+    msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    if isinstance(e, EXPECTED):
+        return msg
+    return f"internal error ({type(e).__name__}: {msg}); rerun with 'ebt --debug ...' for the traceback"
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -10,11 +10,12 @@ import torch
 
 torch.set_num_threads(1)
 
-from ebtkit.config import preset
+from ebtkit.core.config import preset
+from ebtkit.core.models import build_model
 from ebtkit.data.text import get_batch, prepare_text_data
-from ebtkit.evaluate import perplexity
-from ebtkit.models import build_model
-from ebtkit.train import compute_loss, lr_factor, param_groups, step_generator
+from ebtkit.eval.metrics import perplexity
+from ebtkit.tasks.text import ebt_text_loss
+from ebtkit.training import lr_factor, param_groups, step_generator
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--alphas", default="2,10,40,160,500")
@@ -36,7 +37,7 @@ for a in [float(x) for x in args.alphas.split(",")]:
             g["lr"] = g["base_lr"] * lr_factor(step, cfg.train)
         gen = step_generator(0, step)
         b = get_batch(data.train, cfg.train.batch_size, cfg.model.context + 1, gen)
-        loss, m = compute_loss(model, b, cfg, gen)
+        loss, m, _ = ebt_text_loss(model, b, cfg.thinking, gen)
         opt.zero_grad()
         loss.backward()
         gn = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

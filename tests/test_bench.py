@@ -1,14 +1,15 @@
-"""``ebt bench`` machinery: FLOP counting (incl. the CPU SDPA kernel), peak memory, tables, CLI validation.
-Timings themselves are benchmarks, not tests (docs/speed.md)."""
+"""``benchmarks/bench.py`` (behind ``ebt bench``): FLOP counting (incl. the CPU SDPA kernel), peak memory,
+tables, CLI validation. Timings themselves are benchmarks, not tests (docs/speed.md)."""
 import json
 
 import pytest
 import torch
 
-from ebtkit import bench
 from ebtkit.cli import main
+from ebtkit.commands.bench import load_bench
 from tests.helpers import tiny_model
 
+bench = load_bench()
 MICRO = bench.TrainCase("4xs", 16, 32, 1)
 
 
@@ -37,7 +38,7 @@ def test_micro_grid_runs_and_reports_every_ratio():
     (t,), (g,) = res["train"], res["generate"]
     assert set(t["variants"]) == set(bench.TRAIN_VARIANTS)
     fast, ref, tpp = t["variants"]["fast_s1"], t["variants"]["ref_s1"], t["variants"]["tpp"]
-    assert tpp["time_vs_tpp"] == 1 and fast["time_s"]["median"] > 0
+    assert fast["time_s"]["median"] > 0 and tpp["time_s"]["median"] > 0
     assert fast["flops"] < ref["flops"] and fast["flops_vs_tpp"] > 1
     assert g["ebt_same_tokens"] and g["tpp_same_tokens"]
     res["summary"] = bench.summary(res)

@@ -5,8 +5,8 @@ import sys
 import pytest
 
 from ebtkit.cli import COMMANDS, build_parser, main
-from ebtkit.config import PRESETS, RECIPES, preset
-from ebtkit.models import MODELS, build_model
+from ebtkit.core.config import PRESETS, RECIPES, preset
+from ebtkit.core.models import MODELS, build_model
 
 
 def run_cli(args, capsys):

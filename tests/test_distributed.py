@@ -10,9 +10,9 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from ebtkit import dist as edist
-from ebtkit.config import ThinkingConfig
-from ebtkit.objectives import ebt_text_loss
+from ebtkit.core import dist as edist
+from ebtkit.core.config import ThinkingConfig
+from ebtkit.tasks.text import ebt_text_loss
 from tests.helpers import tiny_model
 
 

@@ -9,11 +9,11 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from ebtkit.config import ThinkingConfig
-from ebtkit.nn import attention
-from ebtkit.nn.prediction_attention import (CausalPlan, causal_prediction_attention, prediction_attention,
+from ebtkit.core.config import ThinkingConfig
+from ebtkit.core.nn import attention
+from ebtkit.core.nn.prediction_attention import (CausalPlan, causal_prediction_attention, prediction_attention,
                                             visible_to_bias)
-from ebtkit.objectives import ebt_text_loss
+from ebtkit.tasks.text import ebt_text_loss
 from tests.helpers import tiny_model
 
 V, S = 13, 10

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from ebtkit.generate import generate, sample_next
+from ebtkit.eval.generate import generate, sample_next
 from tests.helpers import tiny_model
 
 V, CTX = 13, 8

@@ -8,12 +8,12 @@ import torch
 
 from ebtkit.data.images import (DataError, ImageDataConfig, get_image_batch, load_image_data, read_idx,
                                 to_float, to_uint8_range)
-from ebtkit.denoise import PRESETS, preset
-from ebtkit.denoise_eval import pixel_mse, psnr
-from ebtkit.models.diffusion import GaussianDiffusion
-from ebtkit.models.image import DiT, ImageEBT, ImageModelConfig, build_image_model, count_params
-from ebtkit.nn.adaln import AdaLNBlock, AdaLNStack, FinalLayer, patchify, sincos_2d, unpatchify
-from ebtkit.thinking import think
+from ebtkit.tasks.denoise import PRESETS, preset
+from ebtkit.eval.denoise import pixel_mse, psnr
+from ebtkit.core.models.diffusion import GaussianDiffusion
+from ebtkit.core.models.image import DiT, ImageEBT, ImageModelConfig, build_image_model, count_params
+from ebtkit.core.nn.adaln import AdaLNBlock, AdaLNStack, FinalLayer, patchify, sincos_2d, unpatchify
+from ebtkit.core.thinking import think
 
 
 def small(model="ebt", **kw):
@@ -46,7 +46,7 @@ def test_sincos_positions_are_fixed_distinct_and_bounded():
 def test_adaln_zero_blocks_are_identity_at_init():
     torch.manual_seed(0)
     stack = AdaLNStack(32, 3, 4)
-    from ebtkit.nn.adaln import init_adaln_zero
+    from ebtkit.core.nn.adaln import init_adaln_zero
     init_adaln_zero(stack)
     x, c = torch.randn(2, 5, 32), torch.randn(2, 32)
     assert torch.equal(stack(x, c), x)

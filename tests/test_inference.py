@@ -5,11 +5,11 @@ import json
 import pytest
 import torch
 
-from ebtkit.config import preset
-from ebtkit.generate import generate
-from ebtkit.inference import Policy, ThinkResult, landscape_schedule, resolve_alpha, think_text, think_with_energy
-from ebtkit.thinking import think
-from ebtkit.thinking_eval import average_ranks, default_policies, prob_greater, spearman
+from ebtkit.core.config import preset
+from ebtkit.eval.generate import generate
+from ebtkit.eval.inference import Policy, ThinkResult, landscape_schedule, resolve_alpha, think_text, think_with_energy
+from ebtkit.core.thinking import think
+from ebtkit.eval.thinking_study import average_ranks, default_policies, prob_greater, spearman
 from tests.helpers import tiny_model
 
 
@@ -246,8 +246,8 @@ def test_within_context_correlation_ignores_per_context_offsets():
 
 def test_window_nll_is_the_exact_perplexity_and_gain_interval_is_paired():
     import math
-    from ebtkit.evaluate import perplexity
-    from ebtkit.thinking_eval import paired_gain_ci, window_nll
+    from ebtkit.eval.metrics import perplexity
+    from ebtkit.eval.thinking_study import paired_gain_ci, window_nll
     m = tiny_model(dtype=torch.float32)
     data = torch.randint(0, m.cfg.vocab_size, (200,), generator=torch.Generator().manual_seed(0))
     for pol in ({"steps": 2}, {"steps": 2, "samples": 2}):
@@ -262,7 +262,7 @@ def test_window_nll_is_the_exact_perplexity_and_gain_interval_is_paired():
 
 def test_uncertainty_correlates_within_each_window_then_averages():
     from ebtkit.data.text import eval_windows
-    from ebtkit.thinking_eval import random_vs_real, token_energies, uncertainty
+    from ebtkit.eval.thinking_study import random_vs_real, token_energies, uncertainty
     m = tiny_model(dtype=torch.float32)
     data = torch.randint(0, m.cfg.vocab_size, (120,), generator=torch.Generator().manual_seed(1))
     res = uncertainty(m, data, 8, max_windows=6, batch_size=4, seed=2)
@@ -289,16 +289,15 @@ def test_default_policy_rows():
 # ----------------------------------------------------------------------------------- CLIs
 @pytest.fixture(scope="module")
 def tiny_runs(tmp_path_factory):
-    from ebtkit.train import train
+    from tests.helpers import train
     root = tmp_path_factory.mktemp("runs")
     text = root / "corpus.txt"
     text.write_text("".join(f"verse {i}: and the lord spake unto moses, saying.\n" for i in range(300)))
     kw = {"train.steps": 4, "train.eval_every": 4, "train.save_every": 4, "train.eval_batches": 1,
           "model.d_model": 16, "model.n_layers": 1, "model.context": 16, "train.batch_size": 4,
           "data.path": str(text), "data.ood": ""}
-    quiet = dict(progress=False, log=lambda *a: None)
-    train(preset("tiny", system="s2", **kw, **{"thinking.replay_size": 8}), root / "ebt", **quiet)
-    train(preset("tiny", **kw, **{"model.model": "transformer++"}), root / "tpp", **quiet)
+    train(preset("tiny", system="s2", **kw, **{"thinking.replay_size": 8}), root / "ebt")
+    train(preset("tiny", **kw, **{"model.model": "transformer++"}), root / "tpp")
     return root
 
 
@@ -347,6 +346,15 @@ def test_think_cli_colours_tokens_and_saves_the_heatmap(tiny_runs, capsys, tmp_p
     assert rec["final_energy"][0] is None and len(rec["final_energy"]) == n
     assert len(rec["trajectory"]) == 5 and len(rec["trajectory"][0]) == n - 1
     assert rec["nfe"] == [8] * (n - 1)
+    # the heatmap goes exactly where the printed line says: a name without an image suffix gets .png, a folder
+    # gets think_heatmap.png inside it
+    rc = main(["think", str(tiny_runs / "ebt"), "--text", "and the", "--out", str(tmp_path / "adir")])
+    assert rc == 0 and f"heatmap: {tmp_path / 'adir.png'}\n" in capsys.readouterr().out
+    assert (tmp_path / "adir.png").is_file() and not (tmp_path / "adir").exists()
+    (tmp_path / "folder").mkdir()
+    rc = main(["think", str(tiny_runs / "ebt"), "--text", "and the", "--out", str(tmp_path / "folder")])
+    assert rc == 0 and f"heatmap: {tmp_path / 'folder' / 'think_heatmap.png'}\n" in capsys.readouterr().out
+    assert (tmp_path / "folder" / "think_heatmap.png").is_file()
     rc = main(["think", str(tiny_runs / "tpp"), "--text", "abc"])
     assert rc == 2 and "only EBTs" in capsys.readouterr().err
     rc = main(["think", str(tiny_runs / "ebt"), "--text", "abc", "--alpha", "1", "--alpha-mult", "2"])

@@ -3,9 +3,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ebtkit.config import ThinkingConfig
-from ebtkit.objectives import ebt_text_loss
-from ebtkit.thinking import think
+from ebtkit.core.config import ThinkingConfig
+from ebtkit.tasks.text import ebt_text_loss
+from ebtkit.core.thinking import think
 from tests.helpers import tiny_model
 
 STEP_CONDS = ["stream", "token", "none"]

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from ebtkit.thinking import StepSize, think
+from ebtkit.core.thinking import StepSize, think
 
 
 def quad(c):
@@ -91,7 +91,6 @@ def test_system1_every_step_differentiated_and_detached():
     # detached between steps: the step-k candidate's θ-gradient is only its own one-step term
     expect = -0.5 * float(((tr.candidates[0] - m.c.detach()).sum()))   # ∂(y0 − α w (y0 − c))/∂w summed
     assert grads[0] == pytest.approx(expect)
-    assert all(not s.grad_fn for s in m.seen if s.is_leaf)              # each step input is a fresh leaf
     assert all(s.is_leaf for s in m.seen)
 
 

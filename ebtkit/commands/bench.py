@@ -3,10 +3,12 @@
 Times a full training step (System 1 and System 2; fast cached-context path and the reference full-2S path)
 and generation (KV-cached vs full recomputation), interleaved in one process; prints markdown tables with the
 ratios against the targets and writes the JSON. ``--quick`` is a smoke test (well under a minute); the default
-grid is the published one (``docs/speed.md``). Method: :mod:`ebtkit.bench`.
+grid is the published one (``docs/speed.md``). The measurement code is not part of the library: it lives in
+``benchmarks/bench.py`` of a source checkout, which this command loads.
 """
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -30,8 +32,22 @@ def add_parser(sub):
     return p
 
 
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench.py"
+
+
+def load_bench():
+    """The benchmark module of the source checkout (``benchmarks/bench.py``)."""
+    if not BENCH.is_file():
+        raise ValueError(f"ebt bench needs a source checkout of ebtkit ({BENCH} not found); see docs/speed.md")
+    spec = importlib.util.spec_from_file_location("ebtkit_benchmarks", BENCH)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def run(args) -> int:
-    from .. import bench
+    bench = load_bench()
     if args.rounds is not None and args.rounds < 1:
         raise ValueError("--rounds must be >= 1")
     if args.threads < 1:

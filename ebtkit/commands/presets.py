@@ -1,5 +1,6 @@
 """``ebt presets``: list the named presets and thinking recipes."""
-from ..config import PRESET_SYSTEMS, PRESETS, RECIPES
+from ..core.config import PRESET_SYSTEMS, PRESETS, RECIPES
+from ..tasks.denoise import DenoiseTask
 
 
 def add_parser(sub):
@@ -15,11 +16,10 @@ def run(args) -> int:
     print("thinking recipes (--system):")
     for name, over in RECIPES.items():
         print(f"  {name:<8} " + " ".join(f"{k.split('.')[1]}={v}" for k, v in over.items()))
-    from .. import denoise
     print("presets (--task denoise):")
-    for name, over in denoise.PRESETS.items():
+    for name, over in DenoiseTask.presets.items():
         print(f"  {name:<8} " + " ".join(f"{k}={v}" for k, v in over.items()))
     print("thinking recipes (--task denoise --system):")
-    for name, over in denoise.RECIPES.items():
+    for name, over in DenoiseTask.recipes.items():
         print(f"  {name:<8} " + " ".join(f"{k}={v}" for k, v in over.items()))
     return 0

@@ -14,15 +14,19 @@ from pathlib import Path
 
 import torch
 
-from .. import checkpoint as ckpt
-from ..inference import SELECTIONS, Policy
+from ..core import checkpoint as ckpt
+from ..core.thinking import is_energy_model
+from ..eval.inference import SELECTIONS, Policy
+from ..eval.thinking_study import passage_energies, plot_heatmaps, spearman, token_pieces
+from ..tasks import load
 
 # ANSI 256-colour backgrounds from green (low energy) through yellow to red (high energy)
 RAMP = (28, 34, 70, 106, 142, 178, 172, 166, 160, 124)
 
 
-def add_policy_arguments(p) -> None:
-    """The System 2 inference flags shared by ``think`` (and usable by ``generate`` / ``eval``)."""
+def add_policy_arguments(p, seed_default: int | None = 0,
+                         seed_help: str = "seed of the initial candidates and noise (default 0)") -> None:
+    """The System 2 inference flags shared by ``think`` and ``generate``."""
     g = p.add_argument_group("thinking policy")
     g.add_argument("--steps", type=int, default=None, help="thinking steps per token (default: as trained)")
     g.add_argument("--alpha", type=float, default=None, help="step size α override (absolute)")
@@ -34,7 +38,7 @@ def add_policy_arguments(p) -> None:
     g.add_argument("--tol", type=float, default=None,
                    help="adaptive compute: a token stops thinking once its energy changes by less than this")
     g.add_argument("--sigma", type=float, default=0.0, help="Langevin noise σ on the logits at inference (0 = none)")
-    g.add_argument("--seed", type=int, default=0, help="seed of the initial candidates and noise")
+    g.add_argument("--seed", type=int, default=seed_default, help=seed_help)
 
 
 def policy_from_args(args) -> Policy:
@@ -51,16 +55,22 @@ def add_parser(sub):
     src.add_argument("--text", help="the passage")
     src.add_argument("--file", help="read the passage from a UTF-8 text file")
     add_policy_arguments(p)
-    p.add_argument("--out", default=None, help="heatmap PNG path (default RUN/think_heatmap.png)")
+    p.add_argument("--out", default=None, help="heatmap image path: a .png/.pdf/.svg file (other names get .png "
+                   "appended), or an existing folder (default RUN/think_heatmap.png); the path written is printed")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the per-token energies as JSON")
     p.add_argument("--color", default="auto", choices=["auto", "always", "never"], help="ANSI colours (default auto)")
     return p
 
 
-def run_dir(path) -> Path:
-    """The run directory of a run or checkpoint path (where reports and plots are written)."""
-    c = ckpt.find_checkpoint(path)
-    return c.parent if c.name in (ckpt.CKPT, ckpt.OLD) else c
+def heatmap_path(out: str | None, run) -> Path:
+    """Where the heatmap goes, exactly: an image file name as given, ``.png`` appended to any other name, and
+    ``think_heatmap.png`` inside a given folder (default: the run directory)."""
+    if out is None:
+        return ckpt.run_dir_of(run) / "think_heatmap.png"
+    p = Path(out)
+    if p.is_dir():
+        return p / "think_heatmap.png"
+    return p if p.suffix.lower() in (".png", ".pdf", ".svg", ".jpg", ".jpeg") else p.with_name(p.name + ".png")
 
 
 def colourise(pieces: list[str], energies: list[float | None], enable: bool) -> str:
@@ -79,33 +89,42 @@ def colourise(pieces: list[str], energies: list[float | None], enable: bool) -> 
 
 
 def run(args) -> int:
-    from ..evaluate import is_ebt
-    from ..thinking_eval import passage_energies, plot_heatmaps, token_pieces
     meta = ckpt.read_config(args.run)
     if meta["task"] != "text":
         raise ValueError(f"ebt think needs a text EBT run; {args.run} is a {meta['task']!r} run")
-    model = ckpt.load(args.run)
-    if not is_ebt(model):
-        raise ValueError(f"{args.run} is a {model.cfg.model} run; only EBTs have energies to show")
-    text = args.text if args.text is not None else Path(args.file).read_text(encoding="utf-8")
+    b = load(args.run)
+    model, tok, trained = b.model, b.tokenizer, b.eval_steps
+    if not is_energy_model(model):
+        raise ValueError(f"{args.run} is a {b.config.model.model} run; only EBTs have energies to show")
+    if args.text is not None:
+        text = args.text
+    else:
+        try:
+            text = Path(args.file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise ValueError(f"cannot read {args.file}: {e}") from None
     policy = policy_from_args(args)
-    ids = model.tokenizer.encode(text)
+    out = heatmap_path(args.out, args.run)
+    if not out.parent.exists():
+        raise ValueError(f"folder {out.parent} does not exist (for --out {args.out})")
+    ids = tok.encode(text)
     if len(ids) < 2:
         raise ValueError("the passage needs at least 2 tokens")
-    ctx = model.cfg.context
+    ctx = b.config.model.context
     note = ""
     if len(ids) > ctx + 1:
         note = f" (truncated to the model's context: first {ctx + 1} of {len(ids)} tokens)"
         ids = ids[: ctx + 1]
     ids_t = torch.tensor(ids)
+    kwargs = {**policy.kwargs(), "steps": policy.steps if policy.steps is not None else trained}
     with torch.no_grad():
-        pe = passage_energies(model, ids_t, seed=args.seed, **policy.kwargs())
-    pieces = token_pieces(model.tokenizer, ids)
+        pe = passage_energies(model, ids_t, seed=args.seed, **kwargs)
+    pieces = token_pieces(tok, ids)
     final = [None] + [float(e) for e in pe["final"]]
     enable = args.color == "always" or (args.color == "auto" and sys.stdout.isatty() and not os.environ.get("NO_COLOR"))
     print(colourise(pieces, final, enable))
     print()
-    print(f"policy: {policy.label(getattr(model, 'eval_steps', None))}; {len(ids) - 1} tokens{note}; "
+    print(f"policy: {policy.label(trained)}; {len(ids) - 1} tokens{note}; "
           f"{float(pe['nfe'].double().mean()):.2f} NFEs per token")
     if enable:
         print("colour: energy rank within the passage, " + "".join(f"\033[48;5;{c}m  \033[0m" for c in RAMP)
@@ -114,12 +133,9 @@ def run(args) -> int:
     show = lambda i: repr(pieces[i])[1:-1] if pieces[i].strip() else "␣"  # noqa: E731
     print("highest energy: " + ", ".join(f"{show(i)} {final[i]:.4g}" for i in order[:8]))
     print("lowest energy:  " + ", ".join(f"{show(i)} {final[i]:.4g}" for i in order[::-1][:8]))
-    from ..thinking_eval import spearman
     rho = float(spearman(pe["final"], pe["nll"]))
     print(f"Spearman(final energy, token CE) in this passage: {rho:+.3f}")
-    out = Path(args.out) if args.out else run_dir(args.run) / "think_heatmap.png"
-    plot_heatmaps([(f"per-token energy while thinking ({policy.label(model.eval_steps)})",
-                    pieces[1:], pe["trajectory"])], out)
+    plot_heatmaps([(f"per-token energy while thinking ({policy.label(trained)})", pieces[1:], pe["trajectory"])], out)
     print(f"heatmap: {out}")
     if args.json:
         rec = {"tokens": ids, "pieces": pieces, "final_energy": final, "nll": [None] + pe["nll"].tolist(),

@@ -1,30 +1,46 @@
-"""``ebt train``: train a model (default: the main job — the text EBT on the built-in corpus)."""
+"""``ebt train``: train a model of any task (default: the main job — the text EBT on the built-in corpus).
+
+A run's config is resolved in one order: the task's size preset (``--preset``) ← its thinking recipe
+(``--system``) ← a config file (``--config FILE``, TOML or JSON) ← flags ← ``--set KEY=VALUE``. Values are
+type-checked against the config's fields and keys a run derives itself are refused, each with a one-line error
+naming the key. ``--resume RUN`` continues a run with its saved config; the same flags may be repeated but not
+changed, except ``--steps`` (which keeps the schedule already run) and the logging cadence.
+"""
 from __future__ import annotations
 
 import json
 import time
+import tomllib
 from pathlib import Path
+from typing import Any
 
-from ..config import PRESETS, RECIPES, preset
+from ..core import checkpoint as ckpt
+from ..core.config import Config, flatten
+from ..tasks import TASKS, Task, get_task
+from ..training import fit
+from .eval import evaluate_text_run
 
-
-def _value(text: str):
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
+# flags that only some tasks take (argparse dest → the tasks' own flag tables decide)
+TASK_FLAGS = ("model", "steps", "batch_size", "lr", "alpha", "context", "seed", "tokenizer", "data", "dataset",
+              "loss", "think_steps", "train_sigma")
+EBT_ONLY = ("system", "alpha", "think_steps", "loss")
 
 
 def add_parser(sub):
     p = sub.add_parser("train", help="train a model", description="Train a model. With no options: the text EBT "
                        "('cpu' preset, System 1) on the built-in King James Bible corpus, then evaluate it.")
-    p.add_argument("--task", default="text", choices=["text", "denoise"], help="text (default) or image denoising")
+    p.add_argument("--task", default=None, choices=list(TASKS), help="text (default) or image denoising")
     p.add_argument("--model", default=None, help="text: ebt | transformer++ (default ebt); denoise: ebt | dit")
-    p.add_argument("--preset", default=None, help=f"size/hyperparameter preset (text: {', '.join(PRESETS)}; default cpu)")
-    p.add_argument("--system", default=None, help=f"thinking recipe for the EBT: {', '.join(RECIPES)} (default: the preset's own; s1 for size presets)")
+    p.add_argument("--preset", default=None, help="size/hyperparameter preset (see 'ebt presets'; default cpu)")
+    p.add_argument("--system", default=None, help="thinking recipe for the EBT: s1 | s2 (default: the preset's own; "
+                   "s1 for size presets)")
+    p.add_argument("--config", default=None, metavar="FILE", help="a TOML or JSON file holding a whole run (keys "
+                   "task, preset, system and config sections such as [model], [train]), or a run's "
+                   "checkpoint/config.json; flags and --set override it")
     p.add_argument("--data", default=None, help="text: a UTF-8 text file (default: built-in corpus); "
                    "denoise: an IDX file, a folder of IDX files or a folder of images")
-    p.add_argument("--steps", type=int, default=None, help="optimizer steps (with --resume: extend the run to N)")
+    p.add_argument("--steps", type=int, default=None, help="optimizer steps (with --resume: extend the run to N; "
+                   "the LR schedule already run is kept and steps past it run at the floor LR)")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--lr", type=float, default=None, help="peak learning rate")
     p.add_argument("--alpha", type=float, default=None, help="EBT thinking step size α")
@@ -32,60 +48,120 @@ def add_parser(sub):
     p.add_argument("--tokenizer", default=None, choices=["byte", "bpe"], help="text: byte (default) or a BPE trained here")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--out", default=None, help="run directory (default runs/<model>-<preset>-<time>)")
-    p.add_argument("--resume", default=None, metavar="RUN", help="continue the run in RUN")
+    p.add_argument("--resume", default=None, metavar="RUN", help="continue the run in RUN with its saved config")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="dotted config override, e.g. --set thinking.steps=3 (repeatable)")
+                   help="dotted config override, e.g. --set thinking.steps=3 (repeatable; typed by the field)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--no-eval", action="store_true", help="skip the evaluation after training")
-    try:
-        from .. import denoise
-        denoise.add_train_arguments(p)
-    except ImportError:
-        pass
+    p.add_argument("--no-eval", action="store_true", help="skip the evaluation after training (text)")
+    g = p.add_argument_group("image denoising (--task denoise)")
+    g.add_argument("--dataset", default=None, choices=["auto", "fashion-mnist", "mini"],
+                   help="built-in images when --data is not given: Fashion-MNIST (Debian package "
+                        "dataset-fashion-mnist), the bundled 640-image 'mini' set, or auto (default: the first available)")
+    g.add_argument("--loss", default=None, choices=["mse", "smooth_l1"], help="EBT per-step reconstruction loss (default mse)")
+    g.add_argument("--think-steps", type=int, default=None, help="EBT thinking steps per training batch")
+    g.add_argument("--train-sigma", type=float, default=None,
+                   help="training noise level as a fraction of the diffusion schedule (default 0.1)")
     return p
 
 
-def text_config(args):
-    model = args.model or "ebt"
-    overrides = {"model.model": model}
-    if args.system is not None:
-        if args.system not in RECIPES:
-            raise ValueError(f"unknown system {args.system!r}; choose from {', '.join(RECIPES)}")
-        if model != "ebt":
-            raise ValueError("--system applies to --model ebt only")
-    for key, val in (("train.steps", args.steps), ("train.batch_size", args.batch_size), ("train.lr", args.lr),
-                     ("model.alpha", args.alpha), ("model.context", args.context), ("train.seed", args.seed),
-                     ("data.tokenizer", args.tokenizer), ("data.path", args.data)):
-        if val is not None:
-            overrides[key] = val
+def read_config_file(path: str) -> dict[str, Any]:
+    """A run file: ``{"task", "preset", "system", "overrides": {dotted: value}, "resolved": Config | None}``.
+
+    A run's own ``checkpoint/config.json`` (``{"task", "config"}``) is taken whole (``resolved``)."""
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"config file not found: {p}")
+    text = p.read_text(encoding="utf-8")
+    try:
+        data = tomllib.loads(text) if p.suffix.lower() == ".toml" else json.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{p}: not valid {'TOML' if p.suffix.lower() == '.toml' else 'JSON'} ({e})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{p}: expected a table of config sections")
+    if isinstance(data.get("config"), dict) and "task" in data:
+        task = get_task(data["task"])
+        try:
+            return {"task": data["task"], "preset": None, "system": None, "overrides": {},
+                    "resolved": task.config_from_dict(data["config"])}
+        except ValueError as e:
+            raise ValueError(f"{p}: {e}") from None
+    body = dict(data)
+    return {"task": body.pop("task", None), "preset": body.pop("preset", None), "system": body.pop("system", None),
+            "overrides": flatten(body), "resolved": None}
+
+
+def flag_overrides(task: type[Task], args) -> dict[str, Any]:
+    """Dotted overrides from the flags this task takes and from ``--set`` (strings: typed later)."""
+    over: dict[str, Any] = {}
+    for dest in TASK_FLAGS:
+        val = getattr(args, dest, None)
+        if val is None:
+            continue
+        if dest not in task.flags:
+            raise ValueError(f"--{dest.replace('_', '-')} does not apply to --task {task.name}")
+        over[task.flags[dest]] = val
     for item in args.set:
         key, eq, val = item.partition("=")
-        if not eq:
+        if not eq or not key.strip():
             raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
-        overrides[key.strip()] = _value(val)
-    return preset(args.preset or "cpu", system=args.system, **overrides)
+        over[key.strip()] = val
+    return over
+
+
+def resolve(args) -> tuple[type[Task], Config]:
+    """The task and the resolved config of a fresh run from parsed arguments (ValueError on bad input)."""
+    file = read_config_file(args.config) if args.config else None
+    name = args.task or (file or {}).get("task") or "text"
+    if file and file["task"] and args.task and file["task"] != args.task:
+        raise ValueError(f"{args.config} is a {file['task']!r} run config, not {args.task!r}")
+    task = get_task(name)
+    over = flag_overrides(task, args)
+    model = over.get("model.model") or (file or {}).get("overrides", {}).get("model.model")
+    if model is not None and model not in task.models:
+        raise ValueError(f"unknown model {model!r} for --task {task.name}; choose from {', '.join(task.models)}")
+    if model is not None and model != "ebt":
+        given = [n for n in EBT_ONLY if getattr(args, n, None) is not None]
+        if given:
+            raise ValueError(f"{', '.join('--' + n.replace('_', '-') for n in given)} apply to --model ebt only")
+    if file and file["resolved"] is not None:
+        return task, file["resolved"].override(over) if over else file["resolved"]
+    system = args.system or (file or {}).get("system")
+    preset = args.preset or (file or {}).get("preset") or "cpu"
+    return task, task.preset(preset, system, **{**(file or {}).get("overrides", {}), **over})
+
+
+def default_run_dir(task: type[Task], cfg: Config) -> Path:
+    """The one run-directory rule: ``runs/[<task>-]<model>-<preset>-<time>`` (the text task has no prefix)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    prefix = "" if task.name == "text" else f"{task.name}-"
+    return Path(f"runs/{prefix}{cfg.model.model.replace('+', 'p')}-{cfg.preset}-{stamp}")
 
 
 def run(args) -> int:
-    if args.task == "denoise":
-        from .. import denoise
-        res = denoise.train_main(args)
-        print(f"checkpoint: {res['checkpoint']}")
-        return 0
-    from ..train import train
+    progress = not args.no_progress
     if args.resume:
         if args.out:
             raise ValueError("give --resume RUN or --out DIR, not both")
-        res = train(None, args.resume, resume=True, steps=args.steps, progress=not args.no_progress)
+        meta = ckpt.read_config(args.resume)
+        if args.task and args.task != meta["task"]:
+            raise ValueError(f"{args.resume} is a {meta['task']!r} run, not {args.task!r}")
+        task = get_task(meta["task"])
+        changes = flag_overrides(task, args)
+        if args.config:
+            file = read_config_file(args.config)
+            changes = {**(flatten(file["resolved"].to_dict()) if file["resolved"] else file["overrides"]), **changes}
+        if args.preset is not None:
+            changes["preset"] = args.preset
+        if args.system is not None:
+            changes["thinking.system"] = args.system
         out = Path(args.resume)
+        res = fit(task, None, out, resume=True, changes=changes, progress=progress)
     else:
-        cfg = text_config(args)
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        out = Path(args.out or f"runs/{cfg.model.model.replace('+', 'p')}-{cfg.preset}-{stamp}")
-        res = train(cfg, out, progress=not args.no_progress)
+        task, cfg = resolve(args)
+        out = Path(args.out) if args.out else default_run_dir(task, cfg)
+        res = fit(task, cfg, out, progress=progress)
     print(f"checkpoint: {res['checkpoint']}")
     print(f"metrics:    {res['metrics']}")
-    if not args.no_eval:
-        from .eval import evaluate_text_run
+    if task.name == "text" and not args.no_eval:
         evaluate_text_run(out)
     return 0

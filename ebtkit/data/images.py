@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..core.config import Config
 from .text import DataError
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -37,7 +38,7 @@ _IDX_DTYPES = {0x08: np.uint8}
 
 
 @dataclass
-class ImageDataConfig:
+class ImageDataConfig(Config):
     dataset: str = "auto"           # "auto" | "fashion-mnist" | "mini" (ignored when ``path`` is given)
     path: str | None = None         # IDX file, IDX folder or folder of images
     test_fraction: float = 0.1      # test split of a single source without its own test file

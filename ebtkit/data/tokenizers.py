@@ -2,9 +2,11 @@
 BPE trained locally with Hugging Face ``tokenizers`` and saved with the run. Nothing is downloaded."""
 from __future__ import annotations
 
+import codecs
 from pathlib import Path
 
 import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 
 class ByteTokenizer:
@@ -20,6 +22,9 @@ class ByteTokenizer:
         if isinstance(ids, torch.Tensor):
             ids = ids.tolist()
         return bytes(int(i) for i in ids).decode("utf-8", errors="replace")
+
+    def token_bytes(self, i: int) -> bytes:
+        return bytes([int(i)])
 
     def files(self) -> dict[str, bytes]:
         return {}
@@ -37,7 +42,6 @@ class BPETokenizer:
 
     @classmethod
     def train(cls, text: str, vocab_size: int) -> "BPETokenizer":
-        from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
         if vocab_size < 257:
             raise ValueError(f"bpe_vocab must be >= 257 (256 byte tokens + merges), got {vocab_size}")
         tok = Tokenizer(models.BPE())
@@ -51,7 +55,6 @@ class BPETokenizer:
 
     @classmethod
     def load(cls, path: str | Path) -> "BPETokenizer":
-        from tokenizers import Tokenizer
         return cls(Tokenizer.from_file(str(path)))
 
     def encode(self, text: str) -> list[int]:
@@ -62,8 +65,52 @@ class BPETokenizer:
             ids = ids.tolist()
         return self.tok.decode([int(i) for i in ids])
 
+    def token_bytes(self, i: int) -> bytes:
+        """The UTF-8 bytes a token stands for (byte-level BPE tokens are spelled in GPT-2's byte alphabet)."""
+        piece = self.tok.id_to_token(int(i)) or ""
+        table = _byte_level_decoder()
+        return bytes(table[c] for c in piece if c in table)
+
     def files(self) -> dict[str, bytes]:
         return {self.FILE: self.tok.to_str().encode("utf-8")}
+
+
+def _byte_level_decoder() -> dict[str, int]:
+    """Character → byte of the byte-level alphabet (Radford et al., 2019): printable Latin-1 bytes stand for
+    themselves, the other 68 bytes for the code points 256, 257, … in byte order."""
+    if not _BYTE_LEVEL:
+        printable = set(range(ord("!"), ord("~") + 1)) | set(range(ord("¡"), ord("¬") + 1)) | set(range(ord("®"), 256))
+        n = 0
+        for b in range(256):
+            if b in printable:
+                _BYTE_LEVEL[chr(b)] = b
+            else:
+                _BYTE_LEVEL[chr(256 + n)] = b
+                n += 1
+    return _BYTE_LEVEL
+
+
+_BYTE_LEVEL: dict[str, int] = {}
+
+
+class StreamDecoder:
+    """Decodes tokens to text as they arrive without ever emitting invalid UTF-8: the bytes of each token go
+    through an incremental UTF-8 decoder that holds back an incomplete multi-byte sequence until it completes
+    and replaces invalid bytes with U+FFFD."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def feed(self, ids) -> str:
+        """Text completed by these tokens (possibly empty)."""
+        if isinstance(ids, int):
+            ids = [ids]
+        return self.decoder.decode(b"".join(self.tokenizer.token_bytes(int(i)) for i in ids))
+
+    def flush(self) -> str:
+        """The rest at the end of the stream (an incomplete sequence becomes U+FFFD)."""
+        return self.decoder.decode(b"", final=True)
 
 
 def build_tokenizer(kind: str, train_text: str = "", bpe_vocab: int = 1024):

@@ -10,19 +10,21 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .data.text import eval_windows
+from ..core.thinking import is_energy_model
+from ..data.text import eval_windows
 from .inference import think_text
 
 
-def is_ebt(model) -> bool:
-    return hasattr(model, "energy_fn")
+def safe_exp(x: float) -> float:
+    """``exp(x)``, or ``inf`` where it overflows (a diverged model's perplexity)."""
+    return math.exp(x) if x < 709.0 else math.inf
 
 
 def token_nll(model, tokens: torch.Tensor, *, steps: int | None = None, generator: torch.Generator | None = None,
               **policy) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token NLL (B×S) of ``tokens`` (B×(S+1)) and NFEs per token (B×S; zeros for Transformer++)."""
     x, y = tokens[:, :-1], tokens[:, 1:]
-    if is_ebt(model):
+    if is_energy_model(model):
         out = think_text(model, x, steps=steps, generator=generator, **policy)
         logits, nfe = out.candidates, out.nfe
     else:
@@ -55,4 +57,4 @@ def perplexity(model, data: torch.Tensor, context: int, *, steps: int | None = N
             nfe_sum += float(nfe.double().sum())
     finally:
         model.train(was_training)
-    return {"ppl": math.exp(nll_sum / n_tok), "nll_sum": nll_sum, "tokens": n_tok, "nfe_per_token": nfe_sum / n_tok}
+    return {"ppl": safe_exp(nll_sum / n_tok), "nll_sum": nll_sum, "tokens": n_tok, "nfe_per_token": nfe_sum / n_tok}

@@ -1,17 +1,26 @@
-"""Typed configs and named presets.
+"""Typed configs, one config system, and the text task's named presets.
 
-Four small dataclasses — ``ModelConfig``, ``ThinkingConfig``, ``TrainConfig``, ``DataConfig`` — grouped in
-``RunConfig``. Each validates itself in ``__post_init__``; the resolved ``RunConfig`` is saved as JSON next to
-the weights and fully rebuilds the model and tokenizer.
+:class:`Config` is the one base of every config dataclass (text and image runs alike): ``from_dict`` (unknown
+keys are errors, every value is type-checked against its field), dotted ``replace``, ``to_dict``, and
+:meth:`Config.override`, which parses command-line strings (``--set model.d_model=96``) against the field's
+type and refuses keys a run derives itself (``model.vocab_size`` comes from the tokenizer). Errors are one
+line naming the key.
 
-Presets are named override tables (sizes from the paper's Table D.1 plus CPU sizes). Recorded
-hyperparameters live here, not in comments; see LOG.md for how they were tuned.
+The text run is ``RunConfig`` = ``ModelConfig`` + ``ThinkingConfig`` + ``TrainConfig`` + ``DataConfig``; each
+validates itself in ``__post_init__``. The resolved config is saved as JSON next to the weights and fully
+rebuilds the model and tokenizer. Presets are named override tables (sizes from the paper's Table D.1 plus CPU
+sizes) and thinking recipes; :func:`resolve_preset` applies them for every task. Recorded hyperparameters live
+here, not in comments; see LOG.md for how they were tuned.
 """
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
+import types
+import typing
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, ClassVar
 
 MODEL_NAMES = ("ebt", "transformer++")
 STEP_CONDS = ("stream", "token", "none")
@@ -31,6 +40,190 @@ def _positive(name: str, value, allow_zero: bool = False) -> None:
 def _choice(name: str, value, choices) -> None:
     if value not in choices:
         raise ValueError(f"unknown {name} {value!r}; choose from {', '.join(map(str, choices))}")
+
+class ConfigError(ValueError):
+    """A config key or value is wrong (one line naming the key)."""
+
+
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _unwrap_optional(tp):
+    """``X | None`` → ``(X, True)``; anything else → ``(tp, False)``."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1 and len(typing.get_args(tp)) == 2:
+            return args[0], True
+    return tp, False
+
+
+def check_value(key: str, value: Any, tp) -> Any:
+    """``value`` converted to field type ``tp`` (int → float widening, list elements), or a ConfigError that
+    names ``key``. Booleans are never numbers; floats must be finite."""
+    base, optional = _unwrap_optional(tp)
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"{key}: expected {_type_name(base)}, got None")
+    if dataclasses.is_dataclass(base):
+        if isinstance(value, base):
+            return value
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a section (a mapping), got {value!r}")
+        return base.from_dict(value, prefix=f"{key}.")
+    bad = ConfigError(f"{key}: expected {_type_name(base)}{' or none' if optional else ''}, got {value!r}")
+    if base is bool:
+        if not isinstance(value, bool):
+            raise bad
+        return value
+    if base is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad
+        return value
+    if base is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad
+        if not math.isfinite(value):
+            raise ConfigError(f"{key}: must be a finite number, got {value!r}")
+        return float(value)
+    if base is str:
+        if not isinstance(value, str):
+            raise bad
+        return value
+    if typing.get_origin(base) is list:
+        (elem,) = typing.get_args(base) or (Any,)
+        if not isinstance(value, (list, tuple)):
+            raise bad
+        return [v if elem is Any else check_value(f"{key}[{i}]", v, elem) for i, v in enumerate(value)]
+    return value
+
+
+def parse_value(key: str, text: str, tp) -> Any:
+    """A command-line string parsed as field type ``tp``: ``3`` for an int, ``1e-3`` for a float,
+    ``true``/``false`` for a bool, ``none`` for an optional field, ``0.1,0.2`` (or JSON) for a list."""
+    base, optional = _unwrap_optional(tp)
+    t = text.strip()
+    if optional and t.lower() in ("none", "null"):
+        return None
+    try:
+        if base is bool:
+            low = t.lower()
+            if low in ("true", "1", "yes", "on"):
+                return True
+            if low in ("false", "0", "no", "off"):
+                return False
+            raise ValueError
+        if base is int:
+            return int(t)
+        if base is float:
+            return float(t)
+        if base is str:
+            return text
+        if typing.get_origin(base) is list:
+            (elem,) = typing.get_args(base) or (str,)
+            if t.startswith("["):
+                return json.loads(t)
+            return [parse_value(key, v, elem) for v in t.split(",") if v.strip()]
+        return json.loads(t)
+    except (ValueError, json.JSONDecodeError):
+        pass
+    raise ConfigError(f"{key}: expected {_type_name(base)}{' or none' if optional else ''}, got {text!r}")
+
+
+class Config:
+    """Base of every config dataclass: ``from_dict`` / ``to_dict`` / dotted ``replace`` / checked ``override``.
+
+    Subclasses are dataclasses whose fields are plain values or nested ``Config`` sections. ``DERIVED`` maps
+    dotted keys the run sets itself to the reason (such keys are refused as user overrides).
+    ``__post_init__`` validates values; validation errors are wrapped to name the section.
+    """
+
+    DERIVED: ClassVar[dict[str, str]] = {}
+
+    @classmethod
+    def _hints(cls) -> dict[str, Any]:
+        return typing.get_type_hints(cls)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def upgrade(cls, d: dict[str, Any]) -> dict[str, Any]:
+        """Compatibility shim for configs saved by older versions (identity by default)."""
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], prefix: str = ""):
+        """Rebuild from a JSON-like dict; unknown keys and values of the wrong type are errors."""
+        if not isinstance(d, dict):
+            raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a mapping, got {d!r}")
+        d = cls.upgrade(dict(d))
+        hints = cls._hints()
+        names = [f.name for f in fields(cls) if f.init]
+        unknown = sorted(set(d) - set(names))
+        if unknown:
+            raise ConfigError(f"unknown config key {prefix + unknown[0]!r}" + (f" (and {len(unknown) - 1} more)"
+                                                                              if len(unknown) > 1 else ""))
+        kwargs = {n: check_value(prefix + n, d[n], hints[n]) for n in names if n in d}
+        try:
+            return cls(**kwargs)
+        except ConfigError:
+            raise
+        except (ValueError, TypeError) as e:
+            where = f"{prefix.rstrip('.')}: " if prefix else ""
+            raise ConfigError(f"{where}{e}") from None
+
+    @classmethod
+    def field_type(cls, key: str):
+        """The type of dotted ``key``; ConfigError if there is no such key."""
+        klass, parts = cls, key.split(".")
+        for i, part in enumerate(parts):
+            hints = klass._hints() if isinstance(klass, type) and issubclass(klass, Config) else {}
+            if part not in hints or part not in {f.name for f in fields(klass)}:
+                raise ConfigError(f"unknown config key {key!r}")
+            tp, _ = _unwrap_optional(hints[part])
+            if i < len(parts) - 1:
+                if not (isinstance(tp, type) and issubclass(tp, Config)):
+                    raise ConfigError(f"unknown config key {key!r}")
+                klass = tp
+        return hints[part]
+
+    def replace(self, **dotted: Any):
+        """A copy with dotted overrides applied, e.g. ``replace(**{"train.steps": 10})``; re-validated."""
+        d = self.to_dict()
+        for key, value in dotted.items():
+            type(self).field_type(key)
+            *path, name = key.split(".")
+            sub = d
+            for p in path:
+                sub = sub[p]
+            sub[name] = value
+        return type(self).from_dict(d)
+
+    def override(self, overrides: dict[str, Any]):
+        """User overrides (``--set``, ``--config``, flags): strings are parsed against the field's type; keys the
+        run derives itself are refused. Raises ConfigError naming the key."""
+        parsed = {}
+        for key, value in overrides.items():
+            tp = type(self).field_type(key)
+            if key in self.DERIVED:
+                raise ConfigError(f"{key} cannot be set: {self.DERIVED[key]}")
+            parsed[key] = parse_value(key, value, tp) if isinstance(value, str) and tp is not str and \
+                _unwrap_optional(tp)[0] is not str else value
+        return self.replace(**parsed)
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"train": {"steps": 3}}`` → ``{"train.steps": 3}``."""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
 
 
 def default_alpha(update: str, vocab_size: int) -> float:
@@ -59,7 +252,7 @@ def alpha_for_vocab(vocab_size: int) -> float:
 
 
 @dataclass
-class ModelConfig:
+class ModelConfig(Config):
     """Architecture of the text EBT / Transformer++ (shared fields) and the EBT's step size."""
 
     model: str = "ebt"                 # registry name: "ebt" | "transformer++"
@@ -104,7 +297,7 @@ class ModelConfig:
 
 
 @dataclass
-class ThinkingConfig:
+class ThinkingConfig(Config):
     """How the EBT thinks during training (and, by default, evaluation)."""
 
     system: str = "s1"                 # "s1": detach, loss on every step | "s2": no detach, truncated, loss on last step
@@ -148,7 +341,7 @@ class ThinkingConfig:
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(Config):
     steps: int = 1000                  # optimizer steps
     batch_size: int = 16
     lr: float = 2e-3                   # peak learning rate
@@ -158,6 +351,7 @@ class TrainConfig:
     beta1: float = 0.9
     beta2: float = 0.999
     grad_clip: float = 1.0
+    schedule_steps: int | None = None  # horizon of the cosine (None = steps); set when --resume extends a run
     alpha_lr_mult: float = 3.0         # α's LR = this × α × base LR ("3 × α" rule), its own cosine floor
     eval_every: int = 250
     eval_batches: int = 8
@@ -166,7 +360,8 @@ class TrainConfig:
     seed: int = 33
 
     def __post_init__(self):
-        for n in ("steps", "batch_size", "lr", "eval_every", "eval_batches", "log_every", "save_every"):
+        for n in ("steps", "batch_size", "lr", "eval_every", "eval_batches", "log_every", "save_every",
+                  "schedule_steps"):
             _positive(n, getattr(self, n))
         for n in ("warmup", "weight_decay", "grad_clip", "alpha_lr_mult"):
             _positive(n, getattr(self, n), allow_zero=True)
@@ -175,7 +370,7 @@ class TrainConfig:
 
 
 @dataclass
-class DataConfig:
+class DataConfig(Config):
     corpus: str = "bible"              # built-in corpus name, or "file" with ``path``
     path: str | None = None            # a UTF-8 text file to train on
     tokenizer: str = "byte"            # "byte" | "bpe" (trained locally, saved with the run)
@@ -191,44 +386,24 @@ class DataConfig:
 
 
 @dataclass
-class RunConfig:
+class RunConfig(Config):
+    """A text run: model, thinking recipe, optimisation and data."""
+
     model: ModelConfig = field(default_factory=ModelConfig)
     thinking: ThinkingConfig = field(default_factory=ThinkingConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     data: DataConfig = field(default_factory=DataConfig)
-    preset: str = "cpu"
+    preset: str = "custom"
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    DERIVED: ClassVar[dict[str, str]] = {"model.vocab_size": "it is set by the tokenizer (data.tokenizer, data.bpe_vocab)"}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
-        """Rebuild from JSON; unknown keys are an error (a config must mean exactly one thing)."""
-        parts = {}
-        for f in fields(cls):
-            if f.name == "preset":
-                continue
-            sub = d.get(f.name, {})
-            klass = {"model": ModelConfig, "thinking": ThinkingConfig, "train": TrainConfig, "data": DataConfig}[f.name]
-            if f.name == "model" and sub and "update" not in sub:
-                # saved before the update rule was a choice (2026-12-02): those models stepped on the logits
-                sub = {**sub, "update": "logits"}
-            known = {x.name for x in fields(klass)}
-            unknown = set(sub) - known
-            if unknown:
-                raise ValueError(f"unknown {f.name} config keys: {sorted(unknown)}")
-            parts[f.name] = klass(**sub)
-        return cls(**parts, preset=d.get("preset", "custom"))
-
-    def replace(self, **overrides: Any) -> "RunConfig":
-        """Apply dotted overrides, e.g. ``replace(**{"train.steps": 10, "model.alpha": 5.0})``."""
-        d = self.to_dict()
-        for key, value in overrides.items():
-            section, _, name = key.partition(".")
-            if section not in d or not isinstance(d[section], dict) or name not in d[section]:
-                raise ValueError(f"unknown config key {key!r}")
-            d[section][name] = value
-        return RunConfig.from_dict(d)
+    def upgrade(cls, d: dict[str, Any]) -> dict[str, Any]:
+        model = d.get("model")
+        if isinstance(model, dict) and model and "update" not in model:
+            # saved before the update rule was a choice (2026-12-02): those models stepped on the logits
+            d["model"] = {**model, "update": "logits"}
+        return d
 
 
 # --------------------------------------------------------------------------------------------- presets
@@ -286,19 +461,20 @@ PRESETS["ebt-s1"] = dict(PRESETS["cpu"])
 PRESETS["ebt-s2"] = dict(PRESETS["cpu"])
 
 
+def resolve_preset(config_class, presets: dict, recipes: dict, name: str, system: str | None,
+                   overrides: dict[str, Any], default_system: str = "s1"):
+    """The one preset rule of every task: ``config_class()`` ← size preset ``name`` ← thinking recipe
+    ``system`` ← user ``overrides`` (checked: strings parsed by field type, derived keys refused)."""
+    if name not in presets:
+        raise ConfigError(f"unknown preset {name!r}; choose from {', '.join(presets)}")
+    system = system or default_system
+    if system not in recipes:
+        raise ConfigError(f"unknown system {system!r}; choose from {', '.join(recipes)}")
+    cfg = config_class().replace(**{**presets[name], **recipes[system], "preset": name})
+    return cfg.override(overrides) if overrides else cfg
+
+
 def preset(name: str, system: str | None = None, **overrides: Any) -> RunConfig:
-    """A resolved ``RunConfig``: size preset, then thinking recipe (``s1``/``s2``; default: the preset's own,
-    ``s1`` for size presets), then dotted overrides."""
-    if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
-    system = system or PRESET_SYSTEMS.get(name, "s1")
-    if system not in RECIPES:
-        raise ValueError(f"unknown system {system!r}; choose from {', '.join(RECIPES)}")
-    cfg = RunConfig(preset=name).replace(**{**PRESETS[name], **RECIPES[system]})
-    cfg = cfg.replace(**overrides) if overrides else cfg
-    cfg.preset = name
-    return cfg
-
-
-def config_fields(klass) -> list[str]:
-    return [f.name for f in dataclasses.fields(klass)]
+    """A resolved text ``RunConfig``: size preset, then thinking recipe (``s1``/``s2``; default: the preset's
+    own, ``s1`` for size presets), then dotted overrides."""
+    return resolve_preset(RunConfig, PRESETS, RECIPES, name, system, overrides, PRESET_SYSTEMS.get(name, "s1"))

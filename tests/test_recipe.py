@@ -4,12 +4,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ebtkit.config import PRESETS, RECIPES, ThinkingConfig, preset
-from ebtkit.inference import landscape_schedule
-from ebtkit.objectives import ebt_text_loss, sample_steps
-from ebtkit.replay import REPLAY_FILE, ReplayBuffer, replay_count
-from ebtkit.thinking import jittered_alpha, think
-from tests.helpers import tiny_model
+from ebtkit.core.config import PRESETS, RECIPES, ThinkingConfig, preset
+from ebtkit.eval.inference import landscape_schedule
+from ebtkit.core.recipe import sample_steps
+from ebtkit.tasks.text import ebt_text_loss
+from ebtkit.core.replay import REPLAY_FILE, ReplayBuffer, replay_count
+from ebtkit.core.thinking import jittered_alpha, think
+from tests.helpers import tiny_model, train
 
 
 def _tokens(model, B=4, seed=0):
@@ -205,19 +206,17 @@ def test_replayed_rows_start_from_stored_candidates_and_fresh_rows_are_pushed():
 
 def test_replay_buffer_travels_with_the_checkpoint_and_resume_is_exact(tmp_path):
     from safetensors.torch import load_file
-    from ebtkit.train import train
     text = tmp_path / "corpus.txt"
     text.write_text("".join(f"line {i}: the quick brown fox jumps over the lazy dog.\n" for i in range(400)))
     kw = {"train.log_every": 1, "train.eval_batches": 1, "thinking.replay_size": 12, "data.path": str(text),
           "data.ood": "", "model.d_model": 16, "model.n_layers": 1, "model.context": 16, "train.batch_size": 4}
     full, part = tmp_path / "full", tmp_path / "part"
-    quiet = dict(progress=False, log=lambda *a: None)
-    train(preset("tiny", system="s2", **kw, **{"train.steps": 6, "train.save_every": 3, "train.eval_every": 6}),
-          full, **quiet)
+    train(preset("tiny", system="s2", **kw, **{"train.steps": 6, "train.save_every": 3, "train.eval_every": 6,
+                                               "train.schedule_steps": 3}), full)
     train(preset("tiny", system="s2", **kw, **{"train.steps": 3, "train.save_every": 3, "train.eval_every": 6}),
-          part, **quiet)
+          part)
     assert len(ReplayBuffer.from_bytes((part / "checkpoint" / REPLAY_FILE).read_bytes())) == 12
-    train(None, part, resume=True, steps=6, **quiet)
+    train(None, part, resume=True, steps=6)
     a = load_file(str(full / "checkpoint" / "model.safetensors"))
     b = load_file(str(part / "checkpoint" / "model.safetensors"))
     for k in a:

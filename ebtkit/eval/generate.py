@@ -26,12 +26,14 @@ new token at its own cache slot, so a batched run equals running each row alone 
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
-from .inference import SELECTIONS, landscape_schedule, resolve_alpha, think_with_energy
-from .thinking import think as _think
+from ..core.recipe import SELECTIONS, landscape_schedule, think_with_energy
+from ..core.thinking import is_energy_model
+from ..core.thinking import think as _think
+from .inference import DEFAULT_STEPS, resolve_alpha
 
 
 def sample_next(logits: torch.Tensor, temperature: float = 0.0, top_p: float = 1.0,
@@ -65,11 +67,20 @@ def _rows_of(prompt) -> tuple[list[torch.Tensor], bool]:
 
 
 class _Batch:
-    """Right-padded token buffer (B × (n_max + new)) with host-side row lengths (no device syncs)."""
+    """Right-padded token buffer with host-side row lengths (no device syncs).
 
-    def __init__(self, rows: list[torch.Tensor], max_new: int, device):
+    ``keep=True`` holds every token (B × (n_max + new)), to return them. ``keep=False`` (streaming) holds at most
+    ``n_max + context + 1 + CHUNK`` columns whatever the number of new tokens: when full, each row keeps only its
+    last ``context + 1`` tokens (all the model can still see, and still more than a window, so a slid row stays
+    slid), so memory is bounded."""
+
+    CHUNK = 1024
+
+    def __init__(self, rows: list[torch.Tensor], max_new: int, device, context: int, keep: bool = True):
         self.lengths = [int(r.numel()) for r in rows]
-        self.buf = torch.zeros(len(rows), max(self.lengths) + max_new, dtype=torch.long, device=device)
+        self.context, self.keep = context, keep
+        room = max_new if keep else min(max_new, context + 1 + self.CHUNK)
+        self.buf = torch.zeros(len(rows), max(self.lengths) + room, dtype=torch.long, device=device)
         for b, r in enumerate(rows):
             self.buf[b, : r.numel()] = r.to(device)
         self.ragged = len(set(self.lengths)) > 1
@@ -77,7 +88,19 @@ class _Batch:
     def lengths_t(self) -> torch.Tensor:
         return torch.tensor(self.lengths, device=self.buf.device)
 
+    def _compact(self) -> None:
+        held = [min(n, self.context + 1) for n in self.lengths]
+        buf = torch.zeros_like(self.buf)
+        for b, (n, h) in enumerate(zip(self.lengths, held)):
+            buf[b, :h] = self.buf[b, n - h: n]
+        self.buf, self.lengths = buf, held
+        self.ragged = len(set(held)) > 1
+
     def append(self, nxt: torch.Tensor) -> None:
+        if max(self.lengths) >= self.buf.shape[1]:
+            if self.keep:
+                raise RuntimeError("generation buffer overflow")   # cannot happen: sized for every token
+            self._compact()
         self.buf.scatter_(1, self.lengths_t()[:, None], nxt[:, None])
         self.lengths = [n + 1 for n in self.lengths]
 
@@ -106,7 +129,7 @@ def _ebt_thinker(model, generator, policy: dict):
     """``think(energy_fn, B) -> logits (B×V)`` of the one new position, with the inference policy."""
     policy = dict(policy)
     steps = policy.pop("steps", None)
-    steps = steps if steps is not None else getattr(model, "eval_steps", 2)
+    steps = steps if steps is not None else DEFAULT_STEPS
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     alpha = resolve_alpha(model, policy.pop("alpha", None), policy.pop("alpha_mult", None))
@@ -222,13 +245,17 @@ def _tpp(model, batch: _Batch, max_new: int, cached: bool, pick) -> None:
 
 def generate(model, prompt: torch.Tensor | Sequence[Sequence[int]], max_new_tokens: int, *,
              temperature: float = 0.0, top_p: float = 1.0, generator: torch.Generator | None = None,
-             cached: bool = True, **policy):
+             cached: bool = True, on_token: Callable[[torch.Tensor], None] | None = None, keep: bool = True,
+             **policy):
     """Generate ``max_new_tokens`` after ``prompt``.
 
     Args:
         prompt: (B, n) long tensor, or a list of B token sequences of any lengths (ragged).
         cached: KV-cached generation (default); ``False`` = full recomputation (the reference).
-        policy: EBT inference policy, as for :func:`ebtkit.inference.think_text` (``steps``, ``alpha``,
+        on_token: called with each new token of every row (B,) as soon as it is chosen (streaming).
+        keep: keep every token to return them; ``False`` bounds memory whatever ``max_new_tokens`` (use with
+            ``on_token``; the result then holds only the last ``context + 1`` tokens of each row).
+        policy: EBT inference policy, as for :func:`ebtkit.eval.inference.think_text` (``steps``, ``alpha``,
             ``alpha_mult``, ``samples``, ``select``, ``accept_lower``, ``tol``, ``langevin_sigma``).
     Returns:
         B × (n + max_new_tokens) for a tensor prompt of equal rows; else a list of 1-D tensors.
@@ -238,14 +265,20 @@ def generate(model, prompt: torch.Tensor | Sequence[Sequence[int]], max_new_toke
         raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
     sample_next(torch.zeros(1, 2), temperature, top_p)                          # validate before any work
     dev = next(model.parameters()).device
-    batch = _Batch(rows, max_new_tokens, dev)
-    pick = lambda logits: sample_next(logits, temperature, top_p, generator)  # noqa: E731
+    batch = _Batch(rows, max_new_tokens, dev, model.cfg.context, keep=keep)
+
+    def pick(logits: torch.Tensor) -> torch.Tensor:
+        nxt = sample_next(logits, temperature, top_p, generator)
+        if on_token is not None:
+            on_token(nxt)
+        return nxt
+
     if max_new_tokens == 0:
         return batch.result(as_tensor)
     was_training = model.training
     model.eval()
     try:
-        if hasattr(model, "energy_fn"):
+        if is_energy_model(model):
             think, landscapes = _ebt_thinker(model, generator, policy)
             if cached:
                 _ebt_cached(model, batch, max_new_tokens, think, landscapes, pick)

@@ -43,10 +43,10 @@ from typing import Callable
 import torch
 from torch.utils import flop_counter as fc
 
-from .config import preset
-from .generate import generate
-from .models import build_model
-from .objectives import ebt_text_loss
+from ebtkit.core.config import preset
+from ebtkit.core.models import build_model
+from ebtkit.eval.generate import generate
+from ebtkit.tasks.text import ebt_text_loss
 
 TRAIN_VARIANTS = ("tpp", "fast_s1", "ref_s1", "fast_s2", "ref_s2")
 GEN_VARIANTS = ("ebt_cached", "ebt_full", "tpp_cached", "tpp_full")
@@ -81,7 +81,7 @@ class GenCase:
 
 
 GRIDS = {
-    # the published grid (issue 5)
+    # the published grid (docs/speed.md)
     # (at batch 16 only the targeted pair: the reference paths and System 2 cost ~80 % of the run and their
     # ratios to the fast path do not depend on the batch; they are measured at batch 8)
     "full": dict(train=[TrainCase(s, c, v, b, TRAIN_VARIANTS if b == 8 else ("tpp", "fast_s1"))
@@ -175,7 +175,7 @@ def train_variants(case: TrainCase, seed: int = 0) -> dict[str, Callable[[torch.
     """``variant -> step(tokens)`` for one configuration (models built once, AdamW each)."""
     over = {"model.vocab_size": case.vocab, "model.context": case.context}
     torch.manual_seed(seed)
-    cfgs = {s: preset(case.size, s, **over) for s in ("s1", "s2")}
+    cfgs = {s: preset(case.size, s).replace(**over) for s in ("s1", "s2")}
     models = {"tpp": build_model(cfgs["s1"].replace(**{"model.model": "transformer++"}).model),
               "s1": build_model(cfgs["s1"].model), "s2": build_model(cfgs["s2"].model)}
     params = {k: [p for p in m.parameters() if p.requires_grad] for k, m in models.items()}
@@ -266,7 +266,8 @@ def _memory_main() -> None:
 def memory_in_subprocess(cases: list[TrainCase], threads: int) -> list[dict]:
     """Peak memory per case and variant, measured in a fresh interpreter (see the module doc)."""
     spec = json.dumps({"threads": threads, "cases": [c.__dict__ for c in cases]})
-    proc = subprocess.run([sys.executable, "-c", "from ebtkit.bench import _memory_main; _memory_main()"],
+    code = f"import runpy; runpy.run_path({__file__!r})['_memory_main']()"
+    proc = subprocess.run([sys.executable, "-c", code],
                           input=spec, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"memory pass failed: {proc.stderr.strip().splitlines()[-1:]}")
@@ -277,7 +278,7 @@ def memory_in_subprocess(cases: list[TrainCase], threads: int) -> list[dict]:
 def bench_generate(case: GenCase, rounds: int, variants=GEN_VARIANTS, log=print, seed: int = 0) -> dict:
     over = {"model.vocab_size": case.vocab, "model.context": max(128, case.prompt + case.new)}
     torch.manual_seed(seed)
-    cfg = preset(case.size, "s1", **over)
+    cfg = preset(case.size, "s1").replace(**over)
     ebt = build_model(cfg.model)
     torch.nn.init.normal_(ebt.head.weight, std=0.5)   # trained-like head: the zero init gives ∇E ≡ 0, so the
     #                                                   same-tokens check below would be trivially true

@@ -10,7 +10,9 @@ A run directory holds ``metrics.jsonl`` and one ``checkpoint/`` folder::
 
 Writes are atomic: the new checkpoint is written to ``checkpoint.tmp/`` and swapped in with renames, so a kill
 at any moment leaves the previous checkpoint loadable (``checkpoint.old/`` is used if the swap was cut short).
-Compatibility shims for old formats live here and only here.
+Pure I/O: this module imports nothing else from ebtkit's layers. Which model a config builds is the task
+table's business (:mod:`ebtkit.tasks`). A tensor that is not finite is never written, and never loaded.
+Compatibility shims for old formats live here and in :meth:`Config.upgrade`.
 """
 from __future__ import annotations
 
@@ -18,11 +20,13 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
+
+from . import __version__
 
 FORMAT_VERSION = 1
 CKPT, TMP, OLD = "checkpoint", "checkpoint.tmp", "checkpoint.old"
@@ -32,12 +36,17 @@ class CheckpointError(Exception):
     """A checkpoint is missing, incomplete or corrupt."""
 
 
-# task name → builder(config dict) → nn.Module; modalities register theirs (fails loudly on unknown tasks)
-BUILDERS: dict[str, Callable[[dict], nn.Module]] = {}
+class NonFiniteError(FloatingPointError):
+    """A tensor or metric is NaN or infinite (training stops; nothing non-finite is saved)."""
 
 
-def register_task(name: str, builder: Callable[[dict], nn.Module]) -> None:
-    BUILDERS[name] = builder
+def nonfinite_tensors(tensors: dict[str, torch.Tensor]) -> list[str]:
+    """Names of the floating-point tensors that hold a NaN or an infinity (one host sync)."""
+    names = [k for k, v in tensors.items() if v.is_floating_point()]
+    if not names:
+        return []
+    flags = torch.stack([torch.isfinite(tensors[k]).all() for k in names]).tolist()
+    return [k for k, ok in zip(names, flags) if not ok]
 
 
 def _fsync_dir(path: Path) -> None:
@@ -61,15 +70,20 @@ def _write_json(path: Path, obj: Any) -> None:
 def save_checkpoint(run_dir: str | os.PathLike, model: nn.Module, config: dict, *, task: str,
                     optimizer: torch.optim.Optimizer | None = None, state: dict | None = None,
                     extra_files: dict[str, bytes] | None = None) -> Path:
-    """Atomically write ``run_dir/checkpoint``. Returns its path."""
-    from . import __version__
+    """Atomically write ``run_dir/checkpoint``. Returns its path.
+
+    Raises NonFiniteError (and writes nothing) if a weight is NaN or infinite."""
+    weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    bad = nonfinite_tensors(weights)
+    if bad:
+        raise NonFiniteError(f"refusing to save a checkpoint with non-finite weights ({len(bad)} of "
+                             f"{len(weights)} tensors, e.g. {bad[0]}) in {run_dir}")
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
     tmp, final, old = run / TMP, run / CKPT, run / OLD
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
-    weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     save_file(weights, str(tmp / "model.safetensors"))
     meta = {"config": config, "task": task, "format_version": FORMAT_VERSION, "ebtkit_version": __version__}
     _write_json(tmp / "config.json", meta)
@@ -110,12 +124,18 @@ def find_checkpoint(path: str | os.PathLike) -> Path:
     raise CheckpointError(f"{p} holds no complete checkpoint (expected config.json and model.safetensors)")
 
 
+def run_dir_of(path: str | os.PathLike) -> Path:
+    """The run directory of a run or checkpoint path (where reports, plots and eval results go)."""
+    c = find_checkpoint(path)
+    return c.parent if c.name in (CKPT, OLD) else c
+
+
 def read_config(path: str | os.PathLike) -> dict:
     """The checkpoint's metadata: ``{"config", "task", "format_version", ...}``."""
     c = find_checkpoint(path)
     try:
         meta = json.loads((c / "config.json").read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as e:
         raise CheckpointError(f"corrupt config.json in {c}: {e}") from None
     if not isinstance(meta, dict) or "config" not in meta or "task" not in meta:
         raise CheckpointError(f"config.json in {c} is not an ebtkit checkpoint config")
@@ -128,16 +148,21 @@ def read_state(path: str | os.PathLike) -> dict:
     c = find_checkpoint(path)
     try:
         return json.loads((c / "state.json").read_text()) if (c / "state.json").exists() else {}
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as e:
         raise CheckpointError(f"corrupt state.json in {c}: {e}") from None
 
 
 def load_weights(model: nn.Module, path: str | os.PathLike) -> None:
+    """Load the checkpoint's weights into ``model``; refuses corrupt, mismatched and non-finite weights."""
     c = find_checkpoint(path)
     try:
         sd = load_file(str(c / "model.safetensors"))
     except Exception as e:  # safetensors raises its own error types on truncated/corrupt files
         raise CheckpointError(f"corrupt weights in {c / 'model.safetensors'}: {e}") from None
+    bad = nonfinite_tensors(sd)
+    if bad:
+        raise CheckpointError(f"{c / 'model.safetensors'} holds non-finite weights ({len(bad)} of {len(sd)} "
+                              f"tensors, e.g. {bad[0]}); it cannot be used")
     try:
         missing, unexpected = model.load_state_dict(sd, strict=False)
     except RuntimeError as e:   # size mismatches
@@ -155,21 +180,3 @@ def load_optimizer_state(path: str | os.PathLike) -> dict | None:
         return torch.load(f, map_location="cpu", weights_only=True)
     except Exception as e:
         raise CheckpointError(f"corrupt optimizer state in {f}: {e}") from None
-
-
-def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> nn.Module:
-    """Rebuild a model from a run or checkpoint directory (config.json + model.safetensors).
-
-    The returned model is in eval mode; a text model carries ``model.tokenizer`` and ``model.run_config``.
-    """
-    from . import tasks  # noqa: F401  (registers the built-in builders)
-    meta = read_config(path)
-    task = meta["task"]
-    if task not in BUILDERS:
-        raise CheckpointError(f"unknown task {task!r} in checkpoint; known: {', '.join(sorted(BUILDERS))}")
-    try:
-        model = BUILDERS[task](meta["config"], find_checkpoint(path))
-    except (ValueError, TypeError, KeyError) as e:
-        raise CheckpointError(f"config in {find_checkpoint(path)} does not build a model: {e}") from None
-    load_weights(model, path)
-    return model.to(map_location).eval()

@@ -30,9 +30,12 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .data.text import eval_windows
-from .evaluate import is_ebt, perplexity, token_nll
+from pathlib import Path
+
+from ..core.thinking import is_energy_model
+from ..data.text import eval_windows
 from .inference import Policy, think_text
+from .metrics import perplexity, token_nll
 
 THINK_STEPS = (2, 4, 8, 16)
 BON_SAMPLES = (2, 4, 8)
@@ -180,9 +183,11 @@ def _baseline_nll(baseline, tokens: torch.Tensor) -> torch.Tensor:
                            reduction="none").view(tokens.shape[0], -1)
 
 
-def token_energies(model, windows: torch.Tensor, *, batch_size: int, seed: int = 0, policy: Policy | None = None):
-    """Per-token final energies and CE (each N×S) of windows (N×(S+1)) under ``policy`` (default: trained)."""
-    policy = policy or Policy()
+def token_energies(model, windows: torch.Tensor, *, batch_size: int, seed: int = 0, policy: Policy | None = None,
+                   steps: int | None = None):
+    """Per-token final energies and CE (each N×S) of windows (N×(S+1)) under ``policy`` (default: ``steps``
+    plain thinking steps, e.g. the trained ones)."""
+    policy = policy or Policy(steps=steps)
     gen = torch.Generator().manual_seed(seed)
     energies, nlls = [], []
     for i in range(0, len(windows), batch_size):
@@ -196,10 +201,11 @@ def token_energies(model, windows: torch.Tensor, *, batch_size: int, seed: int =
 
 
 def uncertainty(model, data: torch.Tensor, context: int, *, max_windows: int, batch_size: int, seed: int = 0,
+                steps: int | None = None,
                 baseline=None) -> dict:
     """Does the final energy rank tokens by difficulty? Spearman within each window, averaged."""
     windows = eval_windows(data, context + 1, max_windows)
-    E, nll = token_energies(model, windows, batch_size=batch_size, seed=seed)
+    E, nll = token_energies(model, windows, batch_size=batch_size, seed=seed, steps=steps)
     rho = spearman(E, nll)
     res = {"windows": len(windows), "tokens": E.numel(),
            "spearman_within_mean": float(rho.nanmean()), "spearman_within_std": float(rho[~rho.isnan()].std()),
@@ -212,14 +218,15 @@ def uncertainty(model, data: torch.Tensor, context: int, *, max_windows: int, ba
     return res
 
 
-def random_vs_real(model, data: torch.Tensor, context: int, *, windows: int, batch_size: int, seed: int = 0) -> dict:
+def random_vs_real(model, data: torch.Tensor, context: int, *, windows: int, batch_size: int, seed: int = 0,
+                   steps: int | None = None) -> dict:
     """Mean final energy per window: uniformly random token windows vs real windows (paper Fig. B.2)."""
     real = eval_windows(data, context + 1, windows)
     vocab = torch.unique(data)
     gen = torch.Generator().manual_seed(seed + 1)
     rand = vocab[torch.randint(0, len(vocab), real.shape, generator=gen)]
-    e_real, _ = token_energies(model, real, batch_size=batch_size, seed=seed)
-    e_rand, _ = token_energies(model, rand, batch_size=batch_size, seed=seed)
+    e_real, _ = token_energies(model, real, batch_size=batch_size, seed=seed, steps=steps)
+    e_rand, _ = token_energies(model, rand, batch_size=batch_size, seed=seed, steps=steps)
     mr, mx = e_real.mean(1), e_rand.mean(1)                                   # per-window means
     return {"windows": len(real), "real_mean": float(mr.mean()), "real_std": float(mr.std()),
             "random_mean": float(mx.mean()), "random_std": float(mx.std()),
@@ -300,17 +307,19 @@ def plot_heatmaps(passages: list[tuple[str, list[str], torch.Tensor]], path) -> 
 
 
 # ------------------------------------------------------------------------------------------ the whole study
-def evaluate_thinking(model, data, context: int, *, baseline=None, max_windows: int = 32, batch_size: int = 16,
-                      seed: int = 0, think_steps=THINK_STEPS, bon=BON_SAMPLES, tols: list[float] | str = "auto",
-                      heatmap_tokens: int = 64, out_dir=None, log=print) -> dict:
-    """Run the thinking study for a text EBT on ``data`` (a :class:`~ebtkit.data.text.TextData`).
+def evaluate_thinking(model, data, context: int, *, trained_steps: int, baseline=None, max_windows: int = 32,
+                      batch_size: int = 16, seed: int = 0, think_steps=THINK_STEPS, bon=BON_SAMPLES,
+                      tols: list[float] | str = "auto", heatmap_tokens: int = 64, out_dir=None, title: str = "EBT",
+                      log=print) -> dict:
+    """Run the thinking study for a text EBT on ``data`` (a :class:`~ebtkit.data.text.TextData`, whose tokenizer
+    labels the heatmaps), ``trained_steps`` being the run's evaluation steps.
 
     Writes ``thinking.png`` and ``energy_heatmap.png`` into ``out_dir`` (if given). Returns a JSON-able dict
     with the policies table, uncertainty, random-vs-real and the gains summary.
     """
-    if not is_ebt(model):
+    if not is_energy_model(model):
         raise ValueError("the thinking evaluation needs an EBT run (Transformer++ cannot think)")
-    trained = int(getattr(model, "eval_steps", 2))
+    trained = int(trained_steps)
     splits = {"val": data.val} if data.ood is None else {"val": data.val, "ood": data.ood}
     model.eval()
     if baseline is not None:
@@ -323,8 +332,9 @@ def evaluate_thinking(model, data, context: int, *, baseline=None, max_windows: 
     table = policy_table(model, splits, context, rows, max_windows=max_windows, batch_size=batch_size, seed=seed,
                          baseline=baseline, log=log)
     unc = {split: uncertainty(model, d, context, max_windows=max_windows, batch_size=batch_size, seed=seed,
-                              baseline=baseline) for split, d in splits.items()}
-    rvr = random_vs_real(model, data.val, context, windows=max_windows, batch_size=batch_size, seed=seed)
+                              steps=trained, baseline=baseline) for split, d in splits.items()}
+    rvr = random_vs_real(model, data.val, context, windows=max_windows, batch_size=batch_size, seed=seed,
+                         steps=trained)
     gains = {}
     for split in splits:
         best = min((r for r in table if r["family"] not in ("transformer++",)), key=lambda r: r[f"{split}_ppl"])
@@ -335,18 +345,15 @@ def evaluate_thinking(model, data, context: int, *, baseline=None, max_windows: 
     result = {"trained_steps": trained, "tolerances": list(tols), "max_windows": max_windows, "seed": seed,
               "table": table, "uncertainty": unc, "random_vs_real": rvr, "gains": gains, "plots": []}
     if out_dir is not None:
-        from pathlib import Path
         out_dir = Path(out_dir)
         p1 = out_dir / "thinking.png"
-        cfg = getattr(model, "run_config", None)
-        title = f"EBT {cfg.thinking.system.upper()} ({cfg.preset} preset)" if cfg is not None else "EBT"
         plot_policies(table, list(splits), p1, title=title)
         passages = []
         for split, d in splits.items():
             ids = d[: min(heatmap_tokens, context) + 1]
             pe = passage_energies(model, ids, seed=seed, steps=max(trained, 8))
             passages.append((f"{split}: per-token energy while thinking ({pe['trajectory'].shape[0] - 1} steps)",
-                             token_pieces(model.tokenizer, ids[1:].tolist()), pe["trajectory"]))
+                             token_pieces(data.tokenizer, ids[1:].tolist()), pe["trajectory"]))
         p2 = out_dir / "energy_heatmap.png"
         plot_heatmaps(passages, p2)
         result["plots"] = [str(p1), str(p2)]

@@ -21,6 +21,7 @@ Layout of a replayed batch: fresh rows first, replayed rows after (``B + n`` row
 from __future__ import annotations
 
 import torch
+from safetensors.torch import load, save
 
 REPLAY_FILE = "replay.safetensors"
 
@@ -95,7 +96,6 @@ class ReplayBuffer:
     # ------------------------------------------------------------------ persistence (checkpoints)
     def to_bytes(self) -> bytes:
         """The whole state (records, write pointer, count) as safetensors bytes."""
-        from safetensors.torch import save
         tensors = {"state": torch.tensor([self.capacity, self._next, self._count])}
         if self.tokens is not None:
             tensors["tokens"] = self.tokens.detach().cpu().contiguous()
@@ -104,7 +104,6 @@ class ReplayBuffer:
 
     @classmethod
     def from_bytes(cls, data: bytes, device: torch.device | str = "cpu") -> "ReplayBuffer":
-        from safetensors.torch import load
         tensors = load(data)
         capacity, nxt, count = (int(v) for v in tensors["state"].tolist())
         buf = cls(capacity)

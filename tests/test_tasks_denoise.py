@@ -1,38 +1,40 @@
-"""Denoising runs end to end on the bundled mini set: one training step of each model, resume, evaluation,
-and the CLI contract (bad input fails before anything is written)."""
+"""The denoising task (tasks/denoise.py) through the one loop, end to end on the bundled mini set: one
+training step of each model, resume, evaluation (with inference policies), and the CLI contract (bad input
+fails before anything is written)."""
 import json
 from types import SimpleNamespace
 
 import pytest
 import torch
 
-from ebtkit import checkpoint as ckpt
+import ebtkit
 from ebtkit.cli import main
+from ebtkit.commands.train import resolve
+from ebtkit.core import checkpoint as ckpt
+from ebtkit.core.models.image import build_image_model
 from ebtkit.data.images import ImageDataConfig, get_image_batch, load_image_data
-from ebtkit.denoise import DenoiseError, DenoiseRunConfig, config_from_args, ebt_denoise_loss, preset, train
-from ebtkit.denoise_eval import EvalSpec, evaluate, format_table
-from ebtkit.models.image import build_image_model
+from ebtkit.eval.denoise import EvalSpec, evaluate, format_table
+from ebtkit.eval.inference import Policy
+from ebtkit.tasks.denoise import DenoiseRunConfig, ebt_denoise_loss, preset
+from tests.helpers import train
 
 QUICK = {"train.eval_every": 1000, "train.save_every": 1000, "train.log_every": 1, "train.steps": 2,
          "train.batch_size": 4, "data.dataset": "mini"}
 
 
-def quiet(*a, **k):
-    pass
-
-
 @pytest.mark.parametrize("model", ["ebt", "dit"])
 def test_one_training_step_on_the_fallback_data(tmp_path, model):
     cfg = preset("tiny", model=model, **{**QUICK, "train.steps": 1})
-    res = train(cfg, tmp_path / "run", progress=False, log=quiet)
+    res = train(cfg, tmp_path / "run")
     assert res["run"] == str(tmp_path / "run") and res["checkpoint"].endswith("checkpoint")
     assert res["val_psnr"] is not None and res["val_psnr"] > 5
     rec = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert rec[0]["step"] == 1 and rec[0]["loss"] > 0
     meta = ckpt.read_config(tmp_path / "run")
     assert meta["task"] == "denoise" and meta["config"]["data"]["dataset"] == "mini"
-    loaded = ckpt.load(tmp_path / "run")
-    assert loaded.run_config.model.model == model
+    bundle = ebtkit.load(tmp_path / "run")
+    loaded = bundle.model
+    assert bundle.config.model.model == model and bundle.task == "denoise"
     fresh = build_image_model(cfg.model)
     changed = [n for (n, p), q in zip(loaded.named_parameters(), fresh.parameters()) if not torch.equal(p, q)]
     assert changed, "one optimizer step changed no parameter"
@@ -58,10 +60,10 @@ def test_ebt_objective_scores_the_right_steps(system):
 
 def test_resume_is_bit_for_bit(tmp_path):
     cfg = preset("tiny", **{**QUICK, "train.save_every": 2, "train.steps": 4})
-    train(cfg, tmp_path / "a", progress=False, log=quiet)
-    train(cfg.replace(**{"train.steps": 2}), tmp_path / "b", progress=False, log=quiet)
-    train(None, tmp_path / "b", resume=True, steps=4, progress=False, log=quiet)
-    a, b = ckpt.load(tmp_path / "a"), ckpt.load(tmp_path / "b")
+    train(cfg, tmp_path / "a")
+    train(cfg.replace(**{"train.steps": 2}), tmp_path / "b")
+    train(None, tmp_path / "b", resume=True, steps=4)
+    a, b = ebtkit.load(tmp_path / "a").model, ebtkit.load(tmp_path / "b").model
     for (n, p), q in zip(a.state_dict().items(), b.state_dict().values()):
         assert torch.equal(p, q), n
 
@@ -88,20 +90,22 @@ def test_evaluation_table_shares_noise_and_counts_nfes():
 def args(**kw):
     base = dict(task="denoise", model=None, preset="tiny", data=None, steps=None, out=None, resume=None, seed=None,
                 batch_size=None, lr=None, system=None, alpha=None, set=[], no_progress=True, dataset="mini",
-                loss=None, think_steps=None, train_sigma=None, context=None, tokenizer=None)
+                loss=None, think_steps=None, train_sigma=None, context=None, tokenizer=None, config=None)
     base.update(kw)
     return SimpleNamespace(**base)
 
 
 def test_config_from_args_and_bad_input():
-    cfg = config_from_args(args(model="ebt", alpha=30.0, loss="smooth_l1", think_steps=2, set=["model.d_model=48"]))
+    task, cfg = resolve(args(model="ebt", alpha=30.0, loss="smooth_l1", think_steps=2, set=["model.d_model=48"]))
+    assert task.name == "denoise" and isinstance(cfg, DenoiseRunConfig)
     assert (cfg.model.alpha, cfg.noise.loss, cfg.thinking.steps, cfg.model.d_model) == (30.0, "smooth_l1", 2, 48)
-    assert config_from_args(args(system="s2")).thinking.system == "s2"
-    for bad in (dict(model="unet"), dict(model="dit", system="s2"), dict(set=["model.nope=1"]),
-                dict(train_sigma=1.5), dict(preset="huge"), dict(context=64), dict(set=["model.patch_size=5"])):
-        with pytest.raises(ValueError):
-            config_from_args(args(**bad))
-    assert issubclass(DenoiseError, ValueError)
+    assert resolve(args(system="s2"))[1].thinking.system == "s2"
+    for bad, msg in ((dict(model="unet"), "unknown model"), (dict(model="dit", system="s2"), "--model ebt only"),
+                     (dict(set=["model.nope=1"]), "model.nope"), (dict(train_sigma=1.5), "fractions of the schedule"),
+                     (dict(preset="huge"), "unknown preset"), (dict(context=64), "--context"),
+                     (dict(set=["model.patch_size=5"]), "divisible")):
+        with pytest.raises(ValueError, match=msg):
+            resolve(args(**bad))
     with pytest.raises(ValueError):
         DenoiseRunConfig.from_dict({"model": {"bogus": 1}})
 
@@ -130,3 +134,23 @@ def test_cli_train_and_eval(tmp_path, capsys):
     assert main(["train", "--task", "denoise", "--resume", str(e), "--steps", "3", "--no-progress"]) == 0
     assert ckpt.read_state(e)["step"] == 3
     assert main(["train", "--task", "denoise", "--resume", str(e), "--steps", "4", "--lr", "0.1"]) == 2
+
+
+def test_image_evaluation_takes_the_inference_policies():
+    """Best-of-N, accept-lower and early stop reach image evaluation through the same Policy path as text."""
+    data = load_image_data(ImageDataConfig(dataset="mini"))
+    cfg = preset("tiny")
+    torch.manual_seed(0)
+    ebt = build_image_model(cfg.model)
+    torch.nn.init.normal_(ebt.head.linear.weight, std=0.05)      # non-trivial energies (the head starts at zero)
+    spec = EvalSpec(sigmas=[0.05], ebt_nfe=[1, 3], images=6)
+    diff = cfg.noise.diffusion()
+    plain = evaluate({"EBT": ebt}, data.test, diff, spec)["levels"][0]["models"]["EBT"]
+    same = evaluate({"EBT": ebt}, data.test, diff, spec, policy=Policy())["levels"][0]["models"]["EBT"]
+    assert [r["mse"] for r in plain] == [r["mse"] for r in same]
+    acc = evaluate({"EBT": ebt}, data.test, diff, spec, policy=Policy(accept_lower=True))["levels"][0]["models"]["EBT"]
+    assert acc[1]["energy"] <= plain[1]["energy"] + 1e-9            # accepted steps never raise the energy
+    bon = evaluate({"EBT": ebt}, data.test, diff, spec, policy=Policy(samples=3, langevin_sigma=0.05))
+    assert bon["levels"][0]["models"]["EBT"][1]["nfe_spent"] == 9     # 3 samples × 3 steps per image
+    stop = evaluate({"EBT": ebt}, data.test, diff, spec, policy=Policy(tol=1e9))["levels"][0]["models"]["EBT"]
+    assert stop[1]["nfe_spent"] < 3                                  # every image stops early

@@ -35,6 +35,7 @@ from ..nn import Backbone, Rope, attention, causal_mask
 from ..nn.blocks import init_linear_xavier
 from ..nn.prediction_attention import (DEFAULT_BLOCK, CausalPlan, causal_prediction_attention,
                                       prediction_attention, visible_to_bias)
+from ..recipe import landscape_schedule, think_with_energy
 from ..thinking import BoundEnergy, StepSize, text_update
 
 
@@ -70,20 +71,7 @@ def _count(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-class PretrainedMixin:
-    """``save_pretrained(dir)``: safetensors weights + the JSON config (and tokenizer) that rebuild the model
-    with :func:`ebtkit.load`."""
-
-    def save_pretrained(self, directory) -> None:
-        from ..checkpoint import save_checkpoint
-        from ..config import RunConfig
-        run_config = getattr(self, "run_config", None) or RunConfig(model=self.cfg, preset="custom")
-        tok = getattr(self, "tokenizer", None)
-        save_checkpoint(directory, self, run_config.to_dict(), task="text",
-                        extra_files=tok.files() if tok is not None else None)
-
-
-class TextEBT(PretrainedMixin, nn.Module):
+class TextEBT(nn.Module):
     """Energy-Based Transformer over text. ``forward`` = ``energy``."""
 
     attn_block: int | None = DEFAULT_BLOCK   # rows per block of the cached-path attention (None = dense)
@@ -312,19 +300,28 @@ class TextEBT(PretrainedMixin, nn.Module):
                         device=dev if generator is None else generator.device, dtype=dtype or w.dtype)
         return y.to(dev) * self.cfg.init_scale
 
-    def think(self, tokens: torch.Tensor, steps: int | None = None, **kwargs):
+    def think(self, tokens: torch.Tensor, steps: int = 2, *, alpha: float | None = None, samples: int = 1,
+              select: str = "min", accept_lower: bool = False, tol: float | None = None,
+              langevin_sigma: float = 0.0, generator: torch.Generator | None = None):
         """Think about the next token at every position of ``tokens`` (B×S).
 
         Returns ``(final_candidates B×S×V, energies)`` where ``energies`` is a (steps+1)×B×S tensor of the
-        per-position energy before each step and after the last. Keyword arguments go to
-        :func:`ebtkit.inference.think_text` (``alpha``, ``samples``, ``accept_lower``, ``tol``, ...).
+        per-position energy before each step and after the last. ``samples > 1`` is best-of-N per position;
+        :func:`ebtkit.eval.inference.think_text` offers every inference policy with NFE accounting.
         """
-        from ..inference import think_text
-        out = think_text(self, tokens, steps=steps, **kwargs)
-        return out.candidates, out.energy_trajectory
+        self._check(tokens)
+        a = self.step_size().detach()
+        if alpha is not None:
+            a = torch.full_like(a, float(alpha))
+        init = lambda s: self.init_candidates(tuple(tokens.shape), generator)  # noqa: E731
+        best, traj, *_ = think_with_energy(
+            self.energy_fn(tokens), init, steps=steps, alpha=a, landscapes=landscape_schedule(self.cfg.n_landscapes, steps),
+            samples=samples, select=select, accept_lower=accept_lower, tol=tol, langevin_sigma=langevin_sigma,
+            generator=generator, update=self.update)
+        return best, traj
 
 
-class TransformerPP(PretrainedMixin, nn.Module):
+class TransformerPP(nn.Module):
     """Transformer++ baseline (Llama-style), the same block stack with an untied LM head."""
 
     def __init__(self, cfg: ModelConfig):

@@ -22,9 +22,10 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from .thinking import Update, think
+from ..core.recipe import SELECTIONS, ThinkingSpec, landscape_schedule, think_with_energy
 
-SELECTIONS = ("min", "max_drop")
+
+DEFAULT_STEPS = 2     # thinking steps when none are given (ThinkingConfig's default)
 
 
 @dataclass
@@ -85,6 +86,22 @@ class Policy:
     def kwargs(self) -> dict:
         return asdict(self)
 
+    def spec(self, trained_steps: int, n_landscapes: int) -> ThinkingSpec:
+        """The :class:`ThinkingSpec` of this policy (for any modality; best-of-N is :meth:`run`'s business)."""
+        return ThinkingSpec.inference(self.steps if self.steps is not None else trained_steps, n_landscapes,
+                                      accept_lower=self.accept_lower, tol=self.tol,
+                                      langevin_sigma=self.langevin_sigma)
+
+    def run(self, model, energy_fn, init, trained_steps: int, n_landscapes: int,
+            generator: torch.Generator | None = None, update=None):
+        """Think with this policy from ``init(sample) -> y0``: ``(final, trajectory (steps+1)×E, final_energy,
+        nfe, chosen)`` (best-of-N selected per prediction), the step size resolved against the model's."""
+        spec = self.spec(trained_steps, n_landscapes)
+        return think_with_energy(energy_fn, init, steps=spec.steps, alpha=resolve_alpha(model, self.alpha, self.alpha_mult),
+                                 landscapes=list(spec.landscapes), samples=self.samples, select=self.select,
+                                 accept_lower=spec.accept_lower, tol=spec.tol, langevin_sigma=spec.langevin_sigma,
+                                 generator=generator, update=update)
+
     def label(self, trained_steps: int | None = None) -> str:
         """A short human-readable name, e.g. ``"8 steps"``, ``"BoN-4 (min)"``, ``"tol 0.01"``."""
         steps = self.steps if self.steps is not None else trained_steps
@@ -120,50 +137,6 @@ def resolve_alpha(model, alpha: float | None = None, alpha_mult: float | None = 
     return a
 
 
-def landscape_schedule(n_landscapes: int, steps: int) -> list[int]:
-    """Landscape (step-embedding index) per step: one step on each landscape, extra steps on the last."""
-    return [min(k, n_landscapes - 1) for k in range(steps)]
-
-
-def think_with_energy(energy_fn, init, *, steps: int, alpha: torch.Tensor, landscapes: list[int],
-                      samples: int = 1, select: str = "min", accept_lower: bool = False, tol: float | None = None,
-                      langevin_sigma: float = 0.0, generator: torch.Generator | None = None,
-                      return_samples: bool = False, update: Update | None = None):
-    """Best-of-N wrapper over :func:`think` for any modality.
-
-    ``init(sample_index) -> y0`` gives a fresh initial candidate per sample (drawn in sample order from the
-    shared ``generator``, so ``samples=1`` is exactly one plain run). Returns
-    ``(final, trajectory (steps+1)×E, final_energy, nfe, chosen)`` selected per prediction, plus the
-    ``N×E`` final energies of every sample when ``return_samples``.
-    """
-    if samples < 1:
-        raise ValueError(f"samples must be >= 1, got {samples}")
-    if select not in SELECTIONS:
-        raise ValueError(f"unknown selection {select!r}; choose from {', '.join(SELECTIONS)}")
-    finals, trajs, nfes = [], [], []
-    for s in range(samples):
-        tr = think(energy_fn, init(s), steps=steps, alpha=alpha, landscapes=landscapes, detach=True,
-                   create_graph=False, langevin_sigma=langevin_sigma, generator=generator,
-                   accept_lower=accept_lower, tol=tol, final_energy=True, update=update)
-        finals.append(tr.final.detach())
-        trajs.append(torch.stack([e.detach() for e in tr.energies]))          # (steps+1)×E
-        nfes.append(tr.nfe)
-    if samples == 1:
-        out = (finals[0], trajs[0], trajs[0][-1], nfes[0], torch.zeros_like(nfes[0]))
-        return out + (trajs[0][-1:],) if return_samples else out
-    final = torch.stack(finals)                                               # N×E×F
-    traj = torch.stack(trajs)                                                 # N×(steps+1)×E
-    nfe = torch.stack(nfes).sum(0)
-    score = traj[:, -1] if select == "min" else traj[:, -1] - traj[:, 0]      # lower is better for both
-    chosen = score.argmin(0)                                                  # E
-    idx = chosen.reshape((1,) + chosen.shape + (1,) * (final.dim() - 1 - chosen.dim()))
-    best = torch.gather(final, 0, idx.expand((1,) + final.shape[1:])).squeeze(0)
-    tidx = chosen.reshape((1, 1) + chosen.shape).expand((1,) + traj.shape[1:])
-    best_traj = torch.gather(traj, 0, tidx).squeeze(0)
-    out = (best, best_traj, best_traj[-1], nfe, chosen)
-    return out + (traj[:, -1],) if return_samples else out
-
-
 def think_text(model, tokens: torch.Tensor, steps: int | None = None, *, alpha: float | None = None,
                alpha_mult: float | None = None, samples: int = 1, select: str = "min",
                accept_lower: bool = False, tol: float | None = None, langevin_sigma: float = 0.0,
@@ -171,12 +144,12 @@ def think_text(model, tokens: torch.Tensor, steps: int | None = None, *, alpha: 
                init_scale: float = 1.0, rows: torch.Tensor | None = None, cache=None) -> ThinkResult:
     """Think about the next token at positions of ``tokens`` (B×S) with the given policy.
 
-    ``steps`` defaults to the model's trained evaluation steps (``model.eval_steps`` if set, else 2).
+    ``steps`` defaults to :data:`DEFAULT_STEPS` (a loaded run's trained steps are ``bundle.eval_steps``).
     ``rows`` (R,) or (B, R) restricts thinking to the predictions after those observed positions (e.g. the last
     one when generating); ``cache`` is a :class:`~ebtkit.models.ContextCache` of ``tokens`` already encoded
     (generation with a KV cache): callers that pass neither think about every position.
     """
-    steps = steps if steps is not None else getattr(model, "eval_steps", 2)
+    steps = steps if steps is not None else DEFAULT_STEPS
     if steps < 1:
         raise ValueError(f"steps must be >= 1, got {steps}")
     model._check(tokens)

@@ -5,7 +5,9 @@ Protocol (Gladstone et al. 2025, §4.7 / Table 4): test images x_0 in [−1, 1] 
 model sees *the same* noisy images. Then
 
 * the EBT thinks from the noisy image, ``ŷ_0 = x_t``, ``ŷ_{k+1} = ŷ_k − α∇E(ŷ_k)``: k steps = k NFEs
-  (each NFE is a forward pass plus a backward pass to the input);
+  (each NFE is a forward pass plus a backward pass to the input), with any System 2 inference policy
+  (:class:`~ebtkit.eval.inference.Policy`: best-of-N, accept-lower, early stop, Langevin noise, α) through the
+  same path as text;
 * the DiT runs DDIM (η = 0) from t to 0 with n network evaluations = n NFEs (forward passes), and, as in the
   paper's "3 forward passes vs 300", optionally re-applies a whole DDIM chain to its own output.
 
@@ -14,17 +16,16 @@ MSE is the mean squared error on [0, 255] after clamping, averaged over all pixe
 """
 from __future__ import annotations
 
-import json
 import math
-import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 
-from .data.images import to_float, to_uint8_range
-from .models.diffusion import GaussianDiffusion
-from .thinking import think
+from ..core.models.diffusion import GaussianDiffusion
+from ..core.thinking import is_energy_model
+from ..data.images import to_float, to_uint8_range
+from .inference import Policy
 
 CHUNK = 250          # images per forward pass at evaluation (results do not depend on it)
 
@@ -63,13 +64,6 @@ class EvalSpec:
             raise ValueError("images and recurse_steps must be >= 1")
 
 
-def ebt_trajectory(model, x_t: torch.Tensor, steps: int, alpha: torch.Tensor | None = None):
-    """Think ``steps`` steps from the noisy images; returns (candidates ŷ_0..ŷ_steps, energies E(ŷ_0..ŷ_steps))."""
-    a = model.step_size().detach() if alpha is None else alpha
-    tr = think(model.energy_fn(), x_t, steps=steps, alpha=a, create_graph=False, final_energy=True)
-    return [c.detach() for c in tr.candidates], [e.detach() for e in tr.energies]
-
-
 def dit_denoise(model, diffusion: GaussianDiffusion, x_t: torch.Tensor, t: int, n: int, repeat: int = 1) -> torch.Tensor:
     """DDIM with ``n`` NFEs from timestep ``t``, applied ``repeat`` times to its own output (n·repeat NFEs)."""
     x = x_t
@@ -89,8 +83,9 @@ def _dit_schedule(spec: EvalSpec, t: int) -> list[tuple[int, int]]:
 
 
 def evaluate(models: dict[str, torch.nn.Module], test: torch.Tensor, diffusion: GaussianDiffusion,
-             spec: EvalSpec, sample_count: int = 8) -> dict:
-    """Evaluate each model (``ImageEBT`` or ``DiT``, told apart by ``energy_fn``) on the same noisy images.
+             spec: EvalSpec, sample_count: int = 8, policy: Policy | None = None) -> dict:
+    """Evaluate each model (an EBT — :class:`~ebtkit.core.thinking.EnergyModel` — or a DiT) on the same noisy
+    images; EBTs think with ``policy`` (default: plain steps) at each NFE count of ``spec.ebt_nfe``.
 
     Args:
         models: label → model.
@@ -113,19 +108,24 @@ def evaluate(models: dict[str, torch.nn.Module], test: torch.Tensor, diffusion: 
         for label, model in models.items():
             model.eval()
             rows = []
-            if hasattr(model, "energy_fn"):
-                steps = max(spec.ebt_nfe)
-                mse = torch.zeros(steps + 1, len(clean), dtype=torch.float64)
-                energy = torch.zeros(steps + 1, dtype=torch.float64)
-                for i in range(0, len(clean), CHUNK):
-                    cands, energies = ebt_trajectory(model, x_t[i:i + CHUNK], steps)
-                    for k, c in enumerate(cands):
-                        mse[k, i:i + CHUNK] = pixel_mse(c, clean[i:i + CHUNK])
-                        energy[k] += energies[k].double().sum()
-                        if i == 0 and k in spec.ebt_nfe:
-                            samples[f"{label}@{key}/{k}"] = c[:sample_count]
+            if is_energy_model(model):
+                base = policy or Policy()
+                gen = torch.Generator().manual_seed(spec.seed + 1)
                 for k in sorted(set(spec.ebt_nfe)):
-                    rows.append({"nfe": k, "method": "think", **_score(mse[k]), "energy": float(energy[k]) / len(clean)})
+                    pol = replace(base, steps=k)
+                    mse = torch.zeros(len(clean), dtype=torch.float64)
+                    energy = nfe = 0.0
+                    for i in range(0, len(clean), CHUNK):
+                        x = x_t[i:i + CHUNK]
+                        final, _, fe, spent, _ = pol.run(model, model.energy_fn(), lambda s, x=x: x, k,
+                                                         model.cfg.n_landscapes, generator=gen)
+                        mse[i:i + CHUNK] = pixel_mse(final, clean[i:i + CHUNK])
+                        energy += float(fe.double().sum())
+                        nfe += float(spent.double().sum())
+                        if i == 0:
+                            samples[f"{label}@{key}/{k}"] = final[:sample_count]
+                    rows.append({"nfe": k, "method": "think", **_score(mse), "energy": energy / len(clean),
+                                 "nfe_spent": nfe / len(clean)})
             else:
                 for n, reps in _dit_schedule(spec, t):
                     mse = torch.zeros(len(clean), dtype=torch.float64)
@@ -224,57 +224,3 @@ def plot_samples(result: dict, path: Path, nfes: tuple[int, ...] = (1, 3)) -> No
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-# ------------------------------------------------------------------------------------------ run driver
-def _load_run(path: Path):
-    from . import checkpoint as ckpt
-    meta = ckpt.read_config(path)
-    if meta["task"] != "denoise":
-        raise ValueError(f"{path} is a {meta['task']!r} run, not a denoising run")
-    return ckpt.load(path)
-
-
-def evaluate_runs(run: Path, compare: Path | None, spec: EvalSpec, use_run_sigmas: bool = True,
-                  quiet: bool = False) -> dict:
-    """Evaluate the run in ``run`` (and ``compare``, on the same noisy test images); print the table and write
-    ``eval_denoise.json``, ``psnr_vs_nfe.png`` and ``samples.png`` into ``run``. Returns the JSON dict."""
-    from .checkpoint import CKPT
-    from .data.images import load_image_data
-    models = {}
-    first = _load_run(run)
-    cfg = first.run_config
-    for path, model in ((run, first), (compare, _load_run(compare) if compare else None)):
-        if model is None:
-            continue
-        c = model.run_config
-        if (c.model.image_size, c.model.channels) != (cfg.model.image_size, cfg.model.channels):
-            raise ValueError(f"{path} works on {c.model.channels}×{c.model.image_size}² images, {run} on "
-                             f"{cfg.model.channels}×{cfg.model.image_size}²")
-        if (c.noise.diffusion_steps, c.noise.beta_start, c.noise.beta_end) != \
-                (cfg.noise.diffusion_steps, cfg.noise.beta_start, cfg.noise.beta_end):
-            raise ValueError(f"{path} and {run} use different diffusion schedules; their noise levels differ")
-        label = "EBT" if c.model.model == "ebt" else "DiT"
-        if label in models:
-            label = f"{label} ({Path(path).name})"
-        models[label] = model
-    if use_run_sigmas:
-        spec = EvalSpec(**{**spec.__dict__, "sigmas": list(cfg.noise.eval_sigmas)})
-    data = load_image_data(cfg.data, cfg.model.image_size, cfg.model.channels)
-    spec = EvalSpec(**{**spec.__dict__, "images": min(spec.images, len(data.test))})
-    diffusion = cfg.noise.diffusion()
-    result = evaluate(models, data.test, diffusion, spec)
-    out_dir = run if (run / CKPT).exists() or not (run / "config.json").exists() else run.parent
-    summary = {k: v for k, v in result.items() if k != "samples"}
-    summary.update(run=str(run), compare=str(compare) if compare else None, data=data.source,
-                   params={lab: sum(p.numel() for p in m.parameters()) for lab, m in models.items()},
-                   train_steps={lab: m.run_config.train.steps for lab, m in models.items()})
-    tmp = out_dir / "eval_denoise.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2))
-    os.replace(tmp, out_dir / "eval_denoise.json")
-    plot_psnr(result, out_dir / "psnr_vs_nfe.png")
-    plot_samples(result, out_dir / "samples.png")
-    if not quiet:
-        print(format_table(result), end="")
-        print(f"eval: {out_dir / 'eval_denoise.json'}, {out_dir / 'psnr_vs_nfe.png'}, {out_dir / 'samples.png'}")
-    return summary

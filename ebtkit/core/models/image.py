@@ -21,6 +21,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from ..config import Config
 from ..nn.adaln import AdaLNStack, FinalLayer, PatchEmbed, TimestepEmbedder, init_adaln_zero, unpatchify
 from ..thinking import StepSize
 
@@ -28,7 +29,7 @@ IMAGE_MODEL_NAMES = ("ebt", "dit")
 
 
 @dataclass
-class ImageModelConfig:
+class ImageModelConfig(Config):
     """Architecture of the image EBT / DiT (shared fields) and the EBT's step size α."""
 
     model: str = "ebt"             # "ebt" | "dit"

@@ -39,7 +39,7 @@ With a simplex rule ``energy_fn`` receives ``p`` (a distribution), never the log
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, Protocol, Sequence, runtime_checkable
 
 import torch
 from torch import nn
@@ -121,6 +121,22 @@ class StepSize(nn.Module):
 
     def extra_repr(self) -> str:
         return f"alpha={float(self.alpha.detach()):.4g}, learnable={self.learnable}"
+
+
+@runtime_checkable
+class EnergyModel(Protocol):
+    """What thinking needs from a model: its step size α (:class:`StepSize`, its own optimizer group) and
+    ``energy_fn(context...) -> (candidate, landscape) -> energies``. EBTs satisfy it; baselines
+    (Transformer++, DiT) do not."""
+
+    step_size: StepSize
+
+    def energy_fn(self, *args, **kwargs) -> EnergyFn: ...
+
+
+def is_energy_model(model) -> bool:
+    """True for a model that thinks (an EBT), False for a baseline."""
+    return isinstance(model, EnergyModel)
 
 
 @dataclass

@@ -1,0 +1,86 @@
+"""Optimisation pieces of the training loop: parameter groups (α on its own), the LR schedule, the step.
+
+* :func:`param_groups` — AdamW groups: decayed matrices; vectors (norm gains) undecayed; the step size α
+  (owned by ``model.step_size``, :class:`~ebtkit.core.thinking.StepSize`) with its own LR
+  ``alpha_lr_mult × α × lr``, no weight decay and its own cosine floor.
+* :func:`lr_factor` — linear warm-up, then cosine to ``min_lr_ratio`` at the schedule's horizon
+  (``train.schedule_steps``, default ``train.steps``); after the horizon the LR stays at the floor.
+* :func:`step_generator` — the one random source of a training step (batch, initial candidates, noise),
+  re-seeded from ``(seed, step, rank)``: exact resume, different batches per rank.
+* :func:`optimizer_step` — zero → backward → all-reduce (average over ranks) → clip → step.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+
+from ..core import checkpoint as ckpt
+from ..core import dist
+from ..core.config import TrainConfig
+
+
+def lr_factor(step: int, t: TrainConfig) -> float:
+    """Linear warm-up from 0 to 1 over ``warmup`` steps, then cosine to ``min_lr_ratio`` at the horizon
+    ``schedule_steps`` (default ``steps``), then flat at ``min_lr_ratio``. Each parameter group multiplies its
+    own base LR by this, so each has its own floor."""
+    if t.warmup and step < t.warmup:
+        return (step + 1) / t.warmup
+    horizon = t.schedule_steps or t.steps
+    progress = min(1.0, (step - t.warmup) / max(1, horizon - t.warmup))
+    return t.min_lr_ratio + (1 - t.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def param_groups(model: torch.nn.Module, t: TrainConfig) -> list[dict]:
+    """AdamW groups: matrices decayed; vectors (norm gains) not; α (owned by ``model.step_size``) on its own."""
+    step_size = getattr(model, "step_size", None)
+    alpha_params = {id(p) for p in step_size.parameters()} if isinstance(step_size, torch.nn.Module) else set()
+    decay, no_decay, alpha = [], [], []
+    for p in model.parameters():
+        if not p.requires_grad:
+            continue
+        (alpha if id(p) in alpha_params else decay if p.dim() >= 2 else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": t.weight_decay, "base_lr": t.lr},
+              {"params": no_decay, "weight_decay": 0.0, "base_lr": t.lr}]
+    if alpha:
+        a = float(step_size().detach())
+        groups.append({"params": alpha, "weight_decay": 0.0, "base_lr": t.alpha_lr_mult * a * t.lr})
+    return [g for g in groups if g["params"]]
+
+
+def make_optimizer(model: torch.nn.Module, t: TrainConfig, resume_from: Path | None = None):
+    """AdamW over :func:`param_groups`; with ``resume_from`` (a checkpoint) the weights and optimizer state
+    are restored. Returns ``(optimizer, trainable parameters)``."""
+    groups = param_groups(model, t)
+    params = [p for g in groups for p in g["params"]]
+    opt = torch.optim.AdamW(groups, lr=t.lr, betas=(t.beta1, t.beta2), weight_decay=t.weight_decay)
+    if resume_from is not None:
+        ckpt.load_weights(model, resume_from)
+        state = ckpt.load_optimizer_state(resume_from)
+        if state is None:
+            raise ckpt.CheckpointError(f"{resume_from} has no optimizer state to resume from")
+        try:
+            opt.load_state_dict(state)
+        except (ValueError, KeyError) as e:
+            raise ckpt.CheckpointError(f"optimizer state in {resume_from} does not match the model: {e}") from None
+        for g, fresh in zip(opt.param_groups, groups):
+            g.setdefault("base_lr", fresh["base_lr"])
+    return opt, params
+
+
+def step_generator(seed: int, step: int, rank: int = 0) -> torch.Generator:
+    """The single source of randomness for one training step (batch + initial candidates + noise)."""
+    return torch.Generator().manual_seed((seed * 1_000_003 + step) * 64 + rank)
+
+
+def optimizer_step(model, loss: torch.Tensor, opt: torch.optim.Optimizer, params: list, grad_clip: float) -> torch.Tensor:
+    """zero → backward into the parameters only (the detached candidate leaves of each thinking step need no
+    gradient: exact, and faster) → average over ranks → clip → step. Returns the gradient norm (a tensor:
+    no host sync)."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward(inputs=params)
+    dist.average_gradients(model)
+    gnorm = torch.nn.utils.clip_grad_norm_(params, grad_clip if grad_clip > 0 else float("inf"))
+    opt.step()
+    return gnorm
