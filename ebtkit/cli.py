@@ -17,7 +17,7 @@ from .training.rundir import RunError
 # and is reported as an internal error with its type
 EXPECTED = (ValueError, CheckpointError, NonFiniteError, RunError, OSError)
 
-COMMANDS = ("train", "eval", "generate", "think", "bench", "presets")
+COMMANDS = ("train", "eval", "generate", "think", "bench", "presets", "sweep", "report")
 
 
 class Parser(argparse.ArgumentParser):

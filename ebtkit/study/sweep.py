@@ -1,0 +1,685 @@
+"""Scaling sweeps: a spec, a plan of ordinary run directories, a resumable parallel runner, an index.
+
+A **spec** (TOML or JSON; :func:`load_spec`, or :func:`spec_from_flags` for ``ebt sweep --steps 100,200 ...``)::
+
+    preset = "cpu"                       # size preset every run starts from
+    system = "s1"                        # optional thinking recipe of the EBT
+    models = ["ebt", "transformer++"]
+    seeds = [1, 2]
+    set = { "train.warmup" = 20 }        # dotted overrides for every run
+    [eval]                               # ebt eval options
+    max_windows = 64
+    thinking = false                     # also the thinking study (ppl vs NFEs per policy) on EBT runs
+    [axes.data]                          # x = training tokens = steps × batch × context
+    steps = [100, 200, 400, 800]
+    [axes.params]                        # x = non-embedding parameters (width; or n_layers = [...] for depth)
+    d_model = [32, 48, 64, 96]
+
+Axes are one-dimensional sweeps around the base config, as in the paper: ``data`` (x = tokens), ``params``
+(x = non-embedding parameters), ``batch`` (x = tokens per batch), ``depth`` (x = layers); any other name needs
+``x = "tokens" | "params" | "batch_tokens" | "layers" | "flops"``. An axis gives one key and its values (short
+names ``steps``, ``batch_size``, ``d_model``, ``n_layers``, ``n_heads``, or any dotted key), or ``points`` — a list of
+override tables. Every run's training FLOPs are counted (:mod:`ebtkit.study.flops`), so every sweep can also be
+fitted against compute.
+
+Each (point, model, seed) is an ordinary run directory ``OUT/runs/NAME`` made by ``ebt train`` and ``ebt eval``
+subprocesses (``OMP_NUM_THREADS=1`` each; ``jobs`` at a time). Points with identical resolved configs are run
+once and belong to every axis that asked for them. A run is finished when its ``sweep_point.json`` (written
+last) matches the planned config; anything else in its directory is a half-finished run, removed and rerun.
+``OUT/sweep.json`` indexes the sweep (spec, environment, one record per run) and is rewritten after each run.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import api
+
+SHORT_KEYS = {"steps": "train.steps", "batch_size": "train.batch_size", "d_model": "model.d_model",
+              "n_layers": "model.n_layers", "n_heads": "model.n_heads", "lr": "train.lr",
+              "context": "model.context"}
+AXIS_X = {"data": "tokens", "params": "params", "batch": "batch_tokens", "depth": "layers", "compute": "flops"}
+X_NAMES = ("tokens", "params", "batch_tokens", "layers", "flops")
+X_LABELS = {"tokens": "training tokens", "params": "non-embedding parameters", "batch_tokens": "tokens per batch",
+            "layers": "layers", "flops": "training FLOPs"}
+MODEL_SLUG = {"ebt": "ebt", "transformer++": "tpp"}
+SPEC_KEYS = {"name", "out", "preset", "system", "models", "seeds", "set", "eval", "axes", "jobs", "fit", "flops"}
+EVAL_DEFAULTS = {"max_windows": 64, "batch_size": 16, "thinking": False, "thinking_windows": 8,
+                 "think_steps": "2,4,8", "bon": "2,4", "tols": "auto"}
+FLOPS_FREE_KEYS = ("steps", "seed", "eval_every", "save_every", "log_every", "eval_batches", "lr", "warmup",
+                   "min_lr_ratio", "weight_decay", "beta1", "beta2", "grad_clip", "alpha_lr_mult")
+INDEX = "sweep.json"
+MARKER = "sweep_point.json"
+
+
+# ------------------------------------------------------------------------------------------------ spec
+def load_spec(path: str | Path) -> dict:
+    """Read a TOML (``.toml``) or JSON spec; validate it with :func:`normalise_spec`."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"sweep spec {path} not found")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() == ".json":
+        try:
+            spec = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"sweep spec {path}: invalid JSON ({e})") from None
+    else:
+        try:
+            import tomllib
+        except ModuleNotFoundError:  # Python 3.10
+            import tomli as tomllib
+        try:
+            spec = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise ValueError(f"sweep spec {path}: invalid TOML ({e})") from None
+    spec.setdefault("name", path.stem)
+    return normalise_spec(spec)
+
+
+def _list(v, what: str) -> list:
+    if isinstance(v, (str, int, float)):
+        v = [v]
+    if not isinstance(v, list) or not v:
+        raise ValueError(f"sweep spec: {what} must be a non-empty list")
+    return v
+
+
+def normalise_spec(spec: dict) -> dict:
+    """Defaults filled in, short keys expanded, every field checked (one-line ``ValueError`` otherwise)."""
+    if not isinstance(spec, dict):
+        raise ValueError("sweep spec must be a table/object")
+    unknown = set(spec) - SPEC_KEYS
+    if unknown:
+        raise ValueError(f"sweep spec: unknown fields {sorted(unknown)}; known: {sorted(SPEC_KEYS)}")
+    out = {"name": str(spec.get("name", "sweep")), "preset": str(spec.get("preset", "cpu")),
+           "system": spec.get("system"), "models": [str(m) for m in _list(spec.get("models", ["ebt", "transformer++"]), "models")],
+           "seeds": [int(s) for s in _list(spec.get("seeds", [0]), "seeds")],
+           "set": dict(spec.get("set", {})), "jobs": int(spec.get("jobs", 1)), "flops": bool(spec.get("flops", True))}
+    if spec.get("out"):
+        out["out"] = str(spec["out"])
+    for m in out["models"]:
+        if m not in MODEL_SLUG:
+            raise ValueError(f"sweep spec: unknown model {m!r}; choose from {', '.join(MODEL_SLUG)}")
+    if len(set(out["seeds"])) != len(out["seeds"]):
+        raise ValueError("sweep spec: seeds must be distinct")
+    if out["jobs"] < 1:
+        raise ValueError("sweep spec: jobs must be >= 1")
+    ev = dict(EVAL_DEFAULTS)
+    extra = set(spec.get("eval", {})) - set(EVAL_DEFAULTS)
+    if extra:
+        raise ValueError(f"sweep spec: unknown eval fields {sorted(extra)}; known: {sorted(EVAL_DEFAULTS)}")
+    ev.update(spec.get("eval", {}))
+    if int(ev["max_windows"]) < 1 or int(ev["thinking_windows"]) < 1:
+        raise ValueError("sweep spec: eval windows must be >= 1")
+    out["eval"] = ev
+    out["fit"] = dict(spec.get("fit", {}))
+    axes = spec.get("axes", {})
+    if not isinstance(axes, dict) or not axes:
+        raise ValueError("sweep spec: at least one axis is needed, e.g. [axes.data] steps = [100, 200, 400, 800]")
+    out["axes"] = {}
+    for name, ax in axes.items():
+        out["axes"][name] = _normalise_axis(name, ax)
+    return out
+
+
+def _normalise_axis(name: str, ax: dict) -> dict:
+    if not isinstance(ax, dict):
+        raise ValueError(f"sweep spec: axis {name!r} must be a table")
+    ax = dict(ax)
+    x = ax.pop("x", AXIS_X.get(name))
+    if x not in X_NAMES:
+        raise ValueError(f"sweep spec: axis {name!r} needs x = one of {', '.join(X_NAMES)}")
+    if "points" in ax:
+        pts = _list(ax.pop("points"), f"axis {name!r} points")
+        points = [{SHORT_KEYS.get(k, k): v for k, v in p.items()} for p in pts]
+        key = None
+    else:
+        if len(ax) != 1:
+            raise ValueError(f"sweep spec: axis {name!r} needs exactly one key with a list of values "
+                             f"(or 'points'), got {sorted(ax) or 'none'}")
+        (k, vals), = ax.items()
+        key = SHORT_KEYS.get(k, k)
+        if "." not in key:
+            raise ValueError(f"sweep spec: axis {name!r}: unknown key {k!r}; use a dotted key like model.d_model")
+        points = [{key: v} for v in _list(vals, f"axis {name!r} values")]
+    if len(points) < 2:
+        raise ValueError(f"sweep spec: axis {name!r} needs at least 2 points")
+    return {"x": x, "key": key, "points": points}
+
+
+def spec_from_flags(*, preset=None, models=None, seeds=None, steps=None, width=None, depth=None, batch=None,
+                    sets=None, system=None, name=None) -> dict:
+    """A spec from ``ebt sweep`` flags (comma lists); returns an un-normalised dict."""
+    spec: dict = {"axes": {}}
+    if name:
+        spec["name"] = name
+    if preset:
+        spec["preset"] = preset
+    if system:
+        spec["system"] = system
+    if models:
+        spec["models"] = [m.strip() for m in models.split(",") if m.strip()]
+    if seeds:
+        spec["seeds"] = _ints(seeds, "--seeds", allow_zero=True)
+    for axis, key, val in (("data", "steps", steps), ("params", "d_model", width), ("depth", "n_layers", depth),
+                           ("batch", "batch_size", batch)):
+        if val:
+            spec["axes"][axis] = {key: _ints(val, f"--{'width' if key == 'd_model' else axis if axis != 'data' else 'steps'}")}
+    if sets:
+        spec["set"] = parse_sets(sets)
+    return spec
+
+
+def _ints(text: str, flag: str, allow_zero: bool = False) -> list[int]:
+    try:
+        vals = [int(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"{flag} expects comma-separated integers, got {text!r}") from None
+    if not vals or any(v < (0 if allow_zero else 1) for v in vals):
+        raise ValueError(f"{flag} expects {'non-negative' if allow_zero else 'positive'} integers, got {text!r}")
+    return vals
+
+
+def parse_sets(items: list[str]) -> dict:
+    out = {}
+    for item in items:
+        key, eq, val = item.partition("=")
+        if not eq or not key.strip():
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            out[key.strip()] = json.loads(val)
+        except json.JSONDecodeError:
+            out[key.strip()] = val
+    return out
+
+
+def merge_specs(base: dict, flags: dict) -> dict:
+    """Flags win over the file; axes given by flags replace the file's axes of the same name."""
+    out = {k: v for k, v in base.items()}
+    for k, v in flags.items():
+        if k == "axes":
+            out["axes"] = {**base.get("axes", {}), **v}
+        elif k == "set":
+            out["set"] = {**base.get("set", {}), **v}
+        else:
+            out[k] = v
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ plan
+@dataclass
+class Run:
+    """One (point, model, seed): an ordinary run directory."""
+
+    name: str
+    model: str
+    seed: int
+    overrides: dict                  # --set overrides (base + axis), seed excluded
+    config: dict                     # resolved config (what ebt train will train)
+    config_hash: str
+    axes: list = field(default_factory=list)        # axis names this run belongs to
+    axis_values: dict = field(default_factory=dict)  # axis name -> the axis' own overrides
+    flops_key: str = ""
+
+    def summary(self) -> dict:
+        m, t = self.config["model"], self.config["train"]
+        return {"steps": t["steps"], "batch_size": t["batch_size"], "context": m["context"],
+                "d_model": m["d_model"], "n_layers": m["n_layers"], "n_heads": m["n_heads"], "lr": t["lr"]}
+
+
+def _slug(axis_over: dict) -> str:
+    parts = []
+    for k, v in axis_over.items():
+        short = k.rsplit(".", 1)[-1]
+        parts.append(f"{short}{v}".replace("/", "_").replace(" ", ""))
+    return "-".join(parts)
+
+
+def plan(spec: dict) -> list[Run]:
+    """Every run of the spec, deduplicated by resolved config; fails before anything runs on a bad key."""
+    runs: dict[str, Run] = {}
+    by_hash: dict[str, Run] = {}
+    for axis, ax in spec["axes"].items():
+        for pt in ax["points"]:
+            for model in spec["models"]:
+                for seed in spec["seeds"]:
+                    over = {**spec["set"], **pt}
+                    over.pop("train.seed", None)
+                    try:
+                        cfg = api.resolve_config(spec["preset"], model, {**over, "train.seed": seed}, spec.get("system")
+                                                 if model == "ebt" else None)
+                    except (ValueError, TypeError) as e:
+                        raise ValueError(f"axis {axis!r} point {pt}: {e}") from None
+                    h = api.config_hash(cfg)
+                    if h in by_hash:
+                        r = by_hash[h]
+                        if axis not in r.axes:
+                            r.axes.append(axis)
+                            r.axis_values[axis] = pt
+                        continue
+                    name = f"{MODEL_SLUG[model]}-{_slug(pt)}-s{seed}"
+                    while name in runs:          # same axis overrides, different base: keep names unique
+                        name += "b"
+                    fcfg = json.loads(json.dumps(cfg))
+                    for k in FLOPS_FREE_KEYS:             # what does not change the FLOPs of one step
+                        fcfg["train"].pop(k, None)
+                    r = Run(name=name, model=model, seed=seed, overrides=over, config=cfg, config_hash=h,
+                            axes=[axis], axis_values={axis: pt}, flops_key=api.config_hash(fcfg))
+                    runs[name] = r
+                    by_hash[h] = r
+    return list(runs.values())
+
+
+def x_values(run: Run, params_cache: dict) -> dict:
+    """The resources of a run: tokens, non-embedding params, tokens per batch, layers (FLOPs come later)."""
+    s = run.summary()
+    key = run.flops_key
+    if key not in params_cache:
+        params_cache[key] = api.non_embedding_params(run.config)
+    return {"tokens": s["steps"] * s["batch_size"] * s["context"], "params": params_cache[key],
+            "batch_tokens": s["batch_size"] * s["context"], "layers": s["n_layers"]}
+
+
+def environment() -> dict:
+    """Where the sweep ran: interpreter, library versions, CPU, threads."""
+    import numpy
+    import torch
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__,
+            **api.versions(), "platform": platform.platform(), "cpu": cpu, "cpu_count": os.cpu_count(),
+            "omp_num_threads_per_run": 1, "hostname": platform.node()}
+
+
+# ------------------------------------------------------------------------------------------------ runner
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2))
+    os.replace(tmp, path)
+
+
+def is_finished(run_dir: Path, run: Run, spec: dict) -> bool:
+    m = _read_json(run_dir / MARKER)
+    if not m or m.get("config_hash") != run.config_hash or m.get("status") != "done":
+        return False
+    if not (run_dir / "eval.json").exists():
+        return False
+    return not (run.model == "ebt" and spec["eval"]["thinking"] and not (run_dir / "thinking.json").exists())
+
+
+def eval_metrics(run_dir: Path) -> dict:
+    """Validation/OOD perplexity at the trained thinking steps (first row of eval.json) and the curve's last
+    training loss."""
+    ev = _read_json(run_dir / "eval.json") or {}
+    rows = ev.get("rows") or [{}]
+    row = rows[0]
+    return {"val_ppl": row.get("val_ppl"), "ood_ppl": row.get("ood_ppl"), "eval_steps": row.get("steps"),
+            "nfe_per_token": row.get("nfe_per_token")}
+
+
+class _Procs:
+    """The subprocesses this runner started (each in its own session), so an interrupt ends exactly them."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.live: set = set()
+        self.stopping = False
+
+    def run(self, cmd: list[str], log: Path, env: dict) -> int:
+        with open(log, "a") as fh:
+            fh.write(f"$ {' '.join(cmd)}\n")
+            fh.flush()
+            with self.lock:
+                if self.stopping:
+                    return 130
+                p = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+                self.live.add(p)
+            try:
+                return p.wait()
+            finally:
+                with self.lock:
+                    self.live.discard(p)
+
+    def stop(self):
+        with self.lock:
+            self.stopping = True
+            for p in list(self.live):
+                try:
+                    os.killpg(p.pid, signal.SIGTERM)
+                except (ProcessLookupError, PermissionError):
+                    pass
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    return env
+
+
+def _cli(*args) -> list[str]:
+    return [sys.executable, "-m", "ebtkit.cli", *map(str, args)]
+
+
+def _sets(over: dict) -> list[str]:
+    out = []
+    for k, v in over.items():
+        out += ["--set", f"{k}={json.dumps(v)}"]
+    return out
+
+
+def train_command(run: Run, spec: dict, run_dir: Path) -> list[str]:
+    cmd = _cli("train", "--out", run_dir, "--no-progress", "--no-eval", "--preset", spec["preset"],
+               "--model", run.model, "--seed", run.seed)
+    if spec.get("system") and run.model == "ebt":
+        cmd += ["--system", spec["system"]]
+    return cmd + _sets(run.overrides)
+
+
+def eval_command(run: Run, spec: dict, run_dir: Path) -> list[str]:
+    ev = spec["eval"]
+    cmd = _cli("eval", run_dir, "--max-windows", ev["max_windows"], "--batch-size", ev["batch_size"])
+    if run.model == "ebt" and ev["thinking"]:
+        cmd += ["--thinking-windows", str(ev["thinking_windows"]), "--think-steps", str(ev["think_steps"]),
+                "--bon", str(ev["bon"]), "--tols", str(ev["tols"])]
+    else:
+        cmd += ["--no-thinking"]
+    return cmd
+
+
+def flops_command(run: Run, spec: dict) -> list[str]:
+    cmd = [sys.executable, "-m", "ebtkit.study.flops", "--preset", spec["preset"], "--model", run.model]
+    if spec.get("system") and run.model == "ebt":
+        cmd += ["--system", spec["system"]]
+    return cmd + _sets(run.overrides)
+
+
+def _cost(run: Run, xs: dict) -> float:
+    """A rough relative cost for progress estimates (the EBT's S1 step ≈ 5× a Transformer++ step here)."""
+    s = run.summary()
+    per_token = xs["params"] + s["d_model"] * 256 * 2
+    return s["steps"] * s["batch_size"] * s["context"] * per_token * (5.0 if run.model == "ebt" else 1.0)
+
+
+def run_sweep(spec: dict, out: str | Path, *, jobs: int | None = None, log=print, dry_run: bool = False) -> dict:
+    """Plan and run (or resume) a sweep into ``out``; returns the index (also written to ``out/sweep.json``)."""
+    out = Path(out)
+    runs = plan(spec)
+    params_cache: dict = {}
+    xs = {r.name: x_values(r, params_cache) for r in runs}
+    jobs = jobs or spec.get("jobs", 1)
+    prev = _read_json(out / INDEX) or {}
+    flops_cache: dict = dict(prev.get("flops", {}))
+    todo = [r for r in runs if not is_finished(out / "runs" / r.name, r, spec)]
+    need_flops = {}
+    if spec.get("flops", True):
+        for r in runs:
+            if r.flops_key not in flops_cache and r.flops_key not in need_flops:
+                need_flops[r.flops_key] = r
+    log(f"sweep '{spec['name']}': {len(runs)} runs ({len(spec['axes'])} axes × {len(spec['models'])} models × "
+        f"{len(spec['seeds'])} seeds, deduplicated); {len(runs) - len(todo)} finished, {len(todo)} to run, "
+        f"{len(need_flops)} FLOP counts; {jobs} parallel job(s) → {out}")
+    if dry_run:
+        for r in runs:
+            state = "done" if r not in todo else "todo"
+            log(f"  [{state}] {r.name}: axes {','.join(r.axes)}; {' '.join(_sets(r.overrides)) or '(base)'}")
+        return {}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "runs").mkdir(exist_ok=True)
+    (out / "logs").mkdir(exist_ok=True)
+    records: dict[str, dict] = {rec["name"]: rec for rec in prev.get("runs", []) if isinstance(rec, dict)}
+    index = {"version": 1, "name": spec["name"], "spec": spec, "created": prev.get("created") or _now(),
+             "env": environment(), "flops": flops_cache, "runs": []}
+
+    def record(r: Run, status: str, **extra) -> dict:
+        d = out / "runs" / r.name
+        rec = {"name": r.name, "dir": f"runs/{r.name}", "model": r.model, "seed": r.seed, "axes": r.axes,
+               "axis_values": r.axis_values, "overrides": r.overrides, "config_hash": r.config_hash,
+               "flops_key": r.flops_key, **r.summary(), **xs[r.name], "status": status}
+        fps = flops_cache.get(r.flops_key, {}).get("flops_per_step")
+        rec["flops_per_step"] = fps
+        rec["flops"] = fps * rec["steps"] if fps is not None else None
+        marker = _read_json(d / MARKER) or {}
+        rec["wall_s"] = extra.pop("wall_s", marker.get("wall_s"))
+        if status == "done":
+            rec.update(eval_metrics(d))
+        rec.update(extra)
+        return rec
+
+    def save_index():
+        index["updated"] = _now()
+        index["flops"] = flops_cache
+        index["runs"] = [records.get(r.name) or record(r, "todo") for r in runs]
+        _write_json(out / INDEX, index)
+
+    for r in runs:
+        if r not in todo:
+            records[r.name] = record(r, "done")
+    save_index()
+
+    procs = _Procs()
+    env = _env()
+    costs = {r.name: _cost(r, xs[r.name]) for r in todo}
+    n_total = len(todo) + len(need_flops)
+    t0 = time.time()
+    tally = {"n": 0, "run_cost": 0.0, "run_wall": 0.0, "flops_n": 0, "flops_wall": 0.0,
+             "left_cost": sum(costs.values()), "left_flops": len(need_flops)}
+    failures = []
+
+    def do_flops(key: str, r: Run):
+        logf = out / "logs" / f"flops-{key}.log"
+        cmd = flops_command(r, spec)
+        t = time.time()
+        rc = procs.run(cmd, logf, env)
+        if rc != 0:
+            return key, None, time.time() - t, rc
+        res = None
+        for line in reversed(logf.read_text().splitlines()):
+            if line.startswith("{"):
+                res = json.loads(line)
+                break
+        return key, res, time.time() - t, rc
+
+    def do_run(r: Run):
+        d = out / "runs" / r.name
+        logf = out / "logs" / f"{r.name}.log"
+        if d.exists():
+            shutil.rmtree(d)                      # half-finished or stale: rerun from scratch
+        if logf.exists():
+            logf.unlink()
+        t = time.time()
+        rc = procs.run(train_command(r, spec, d), logf, env)
+        if rc == 0:
+            rc = procs.run(eval_command(r, spec, d), logf, env)
+        wall = time.time() - t
+        if rc == 0:
+            _write_json(d / MARKER, {"status": "done", "name": r.name, "model": r.model, "seed": r.seed,
+                                      "config_hash": r.config_hash, "overrides": r.overrides, "axes": r.axes,
+                                      "wall_s": round(wall, 2), "finished": _now()})
+        return r, rc, wall, logf
+
+    def progress(label: str, wall: float, cost: float | None):
+        """One line per finished task: count, elapsed, and an ETA from the measured time per unit of cost."""
+        tally["n"] += 1
+        if cost is None:
+            tally["flops_n"] += 1
+            tally["flops_wall"] += wall
+            tally["left_flops"] -= 1
+        else:
+            tally["run_cost"] += cost
+            tally["run_wall"] += wall
+            tally["left_cost"] -= cost
+        eta = float("nan")
+        if tally["run_cost"] > 0:
+            per_flop = tally["flops_wall"] / tally["flops_n"] if tally["flops_n"] else 0.0
+            left = tally["left_cost"] * tally["run_wall"] / tally["run_cost"] + tally["left_flops"] * per_flop
+            eta = left / jobs
+        log(f"[{tally['n']}/{n_total}] {label} — elapsed {_hms(time.time() - t0)}, ETA {_hms(eta)}")
+
+    try:
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            futs = {}
+            for key, r in need_flops.items():
+                futs[pool.submit(do_flops, key, r)] = ("flops", key)
+            for r in todo:
+                futs[pool.submit(do_run, r)] = ("run", r.name)
+            for fut in as_completed(futs):
+                kind, _ = futs[fut]
+                if kind == "flops":
+                    key, res, wall, rc = fut.result()
+                    if res is None:
+                        failures.append(f"FLOP count {key} (status {rc}; log {out / 'logs' / f'flops-{key}.log'})")
+                        progress(f"FLOP count {key} FAILED", wall, None)
+                    else:
+                        flops_cache[key] = res
+                        progress(f"FLOPs/step {need_flops[key].model} {key}: {res['flops_per_step']:.3g} "
+                                 f"({wall:.0f}s)", wall, None)
+                    for name, rec in list(records.items()):
+                        if rec.get("flops_key") == key and res is not None:
+                            rec["flops_per_step"] = res["flops_per_step"]
+                            rec["flops"] = res["flops_per_step"] * rec["steps"]
+                else:
+                    r, rc, wall, logf = fut.result()
+                    if rc == 0:
+                        records[r.name] = record(r, "done", wall_s=round(wall, 2))
+                        rec = records[r.name]
+                        vp = rec.get("val_ppl")
+                        progress(f"{r.name} done in {wall:.0f}s (val ppl {vp:.3f})" if vp is not None
+                                 else f"{r.name} done in {wall:.0f}s", wall, costs[r.name])
+                    else:
+                        last = _last_line(logf)
+                        records[r.name] = record(r, "failed", wall_s=round(wall, 2), error=last)
+                        failures.append(f"{r.name}: {last} (log {logf})")
+                        progress(f"{r.name} FAILED: {last}", wall, costs[r.name])
+                save_index()
+    except KeyboardInterrupt:
+        procs.stop()
+        save_index()
+        raise
+    index["failures"] = failures
+    save_index()
+    if failures:
+        log(f"{len(failures)} failed:")
+        for f in failures:
+            log(f"  {f}")
+    log(f"sweep index: {out / INDEX} ({_hms(time.time() - t0)})")
+    return index
+
+
+def _last_line(path: Path) -> str:
+    try:
+        lines = [ln for ln in path.read_text().splitlines() if ln.strip() and not ln.startswith("$ ")]
+    except OSError:
+        return "no log"
+    return lines[-1].strip() if lines else "no output"
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _hms(s: float) -> str:
+    if not math.isfinite(s):
+        return "?"
+    s = int(round(s))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+# ------------------------------------------------------------------------------------------------ reading
+def load_index(path: str | Path) -> dict:
+    """``sweep.json`` of a sweep directory, with each finished run's metrics re-read from its files."""
+    path = Path(path)
+    idx = _read_json(path / INDEX)
+    if idx is None:
+        raise ValueError(f"{path} has no readable {INDEX}; is it a sweep directory?")
+    for rec in idx.get("runs", []):
+        d = path / rec["dir"]
+        if rec.get("status") == "done" and (d / "eval.json").exists():
+            rec.update(eval_metrics(d))
+    return idx
+
+
+def axis_triples(index: dict, axis: str, metric: str = "val_ppl", x: str | None = None) -> dict[str, list]:
+    """``{model: [(x, seed, y), ...]}`` of one axis' finished runs (``metric``: val_ppl | ood_ppl | val_loss)."""
+    ax = index["spec"]["axes"][axis]
+    x = x or ax["x"]
+    out: dict[str, list] = {}
+    for rec in index.get("runs", []):
+        if rec.get("status") != "done" or axis not in rec.get("axes", []):
+            continue
+        y = metric_value(rec, metric)
+        xv = rec.get(x)
+        if y is None or xv is None:
+            continue
+        out.setdefault(rec["model"], []).append((xv, rec["seed"], y))
+    return out
+
+
+def metric_value(rec: dict, metric: str):
+    if metric == "val_loss":
+        v = rec.get("val_ppl")
+        return math.log(v) if v else None
+    if metric not in ("val_ppl", "ood_ppl"):
+        raise ValueError(f"unknown metric {metric!r}; choose from val_ppl, ood_ppl, val_loss")
+    return rec.get(metric)
+
+
+def fit_sweep(index: dict, metric: str = "val_ppl", resamples: int = 2000, seed: int = 0) -> list[dict]:
+    """Per axis (and per axis against FLOPs): each model's fit and the EBT/Transformer++ ratio."""
+    from .fit import compare
+    rows = []
+    for axis, ax in index["spec"]["axes"].items():
+        for x in dict.fromkeys([ax["x"], "flops"]):
+            tr = axis_triples(index, axis, metric, x)
+            if not tr:
+                continue
+            fits, comp = compare(tr, "ebt", "transformer++", resamples=resamples, seed=seed)
+            rows.append({"axis": axis, "x": x, "metric": metric, "fits": {m: f.to_dict() for m, f in fits.items()},
+                         "comparison": comp.to_dict() if comp is not None else None,
+                         "data": {m: [list(t) for t in v] for m, v in tr.items()}})
+    return rows
+
+
+def format_fits(rows: list[dict]) -> str:
+    """The slope table as text."""
+    from .fit import FLAG_TEXT
+    lines = [f"{'axis':<10}{'x':<14}{'model':<15}{'pts':>4}{'runs':>5}{'slope':>9}  {'95% CI':<19}"
+             f"{'EBT/T++ ratio [95% CI]':<28}flags"]
+    for row in rows:
+        comp = row["comparison"]
+        for i, (m, f) in enumerate(row["fits"].items()):
+            ratio = ""
+            if i == 0 and comp is not None and comp["ratio"] == comp["ratio"]:
+                ratio = f"{comp['ratio']:.3f} [{comp['ci'][0]:.3f}, {comp['ci'][1]:.3f}]"
+            flags = list(f["flags"]) + ([f"ratio: {x}" for x in comp["flags"]] if i == 0 and comp else [])
+            lines.append(f"{row['axis']:<10}{row['x']:<14}{m:<15}{f['n_points']:>4}{f['n_runs']:>5}{f['slope']:>9.4f}  "
+                         f"{'[%.4f, %.4f]' % tuple(f['ci']):<19}{ratio:<28}{', '.join(flags)}")
+    used = sorted({fl.split(': ')[-1] for row in rows for f in row["fits"].values() for fl in f["flags"]}
+                  | {fl for row in rows if row["comparison"] for fl in row["comparison"]["flags"]})
+    for fl in used:
+        lines.append(f"  {fl}: {FLAG_TEXT.get(fl, fl)}")
+    return "\n".join(lines)

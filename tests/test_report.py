@@ -1,0 +1,83 @@
+"""``ebt report``: one self-contained HTML page for a sweep, a run, or a comparison (structure checks; the
+rendering in a real browser is ``test_report_browser.py``)."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from ebtkit.cli import main
+
+TINY_SPEC = {
+    "name": "tiny", "preset": "tiny", "models": ["ebt", "transformer++"], "seeds": [0],
+    "set": {"train.eval_every": 6, "train.save_every": 100},
+    "eval": {"max_windows": 4, "thinking": True, "thinking_windows": 2, "think_steps": "2,4", "bon": "2",
+             "tols": "0.01"},
+    "axes": {"data": {"steps": [6, 12]}},
+    "jobs": 2,
+}
+
+
+def tiny_sweep(tmp_path_factory) -> tuple[Path, Path]:
+    """A tiny sweep (2 points × 2 models × 1 seed, preset tiny, 6–12 steps) and its report, built once per
+    session and shared with the browser test (the second call resumes: everything is already finished)."""
+    base = tmp_path_factory.getbasetemp() / "tiny-sweep"
+    spec = tmp_path_factory.getbasetemp() / "tiny-sweep.json"
+    spec.write_text(json.dumps(TINY_SPEC))
+    report = base / "report.html"
+    if not report.exists():
+        assert main(["sweep", str(spec), "--out", str(base)]) == 0
+        assert main(["report", str(base)]) == 0
+    return base, report
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    return tiny_sweep(tmp_path_factory)
+
+
+@pytest.mark.slow
+def test_sweep_report_sections_and_self_contained(sweep):
+    base, report = sweep
+    html = report.read_text()
+    for sid in ("scaling", "curves", "runs", "thinking", "energy", "samples", "config", "environment"):
+        assert f'<section id="{sid}">' in html
+    assert 'id="slope-table"' in html and 'id="energy-passage"' in html
+    assert html.count('<figure class="fig') >= 5
+    # self-contained: no scripts, no external stylesheets, every src/href a data URI or an in-page anchor
+    assert "<script" not in html and "<link" not in html
+    for attr in re.findall(r'(?:src|href)="([^"]*)"', html):
+        assert attr.startswith(("data:", "#")), attr
+    idx = json.loads((base / "sweep.json").read_text())
+    assert {r["status"] for r in idx["runs"]} == {"done"} and len(idx["runs"]) == 4
+    assert all(r["flops"] and r["flops"] > 0 for r in idx["runs"])
+    ebt = [r for r in idx["runs"] if r["model"] == "ebt"]
+    assert all((base / r["dir"] / "thinking.json").exists() for r in ebt)
+    assert "python" in idx["env"] and "torch" in idx["env"]
+
+
+@pytest.mark.slow
+def test_run_and_comparison_reports(sweep, tmp_path, capsys):
+    base, _ = sweep
+    ebt, tpp = base / "runs" / "ebt-steps12-s0", base / "runs" / "tpp-steps12-s0"
+    assert main(["report", str(ebt), "--passage", "And God said, Let there be light: and there was light."]) == 0
+    html = (ebt / "report.html").read_text()
+    assert 'id="energy-passage"' in html and 'id="fig-thinking-0"' in html and "data-ce=" in html
+    out = tmp_path / "cmp.html"
+    assert main(["report", str(ebt), str(tpp), "--out", str(out)]) == 0
+    cmp = out.read_text()
+    assert 'id="config-diff"' in cmp and "model.model" in cmp and "transformer++" in cmp
+    assert main(["report", str(tpp), "--out", str(tmp_path / "tpp.html")]) == 0
+    assert "No text EBT run here" in (tmp_path / "tpp.html").read_text()
+
+
+def test_report_bad_input_is_one_line(tmp_path, capsys):
+    assert main(["report", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ebt: error:") and err.count("\n") == 1
+    (tmp_path / "empty").mkdir()
+    assert main(["report", str(tmp_path / "empty")]) == 2
+    assert "not a run directory" in capsys.readouterr().err
+    assert not (tmp_path / "empty" / "report.html").exists()
