@@ -5,6 +5,7 @@ import sys
 import pytest
 
 from ebtkit.cli import COMMANDS, build_parser, main
+from ebtkit.core import checkpoint as ckpt
 from ebtkit.core.config import PRESETS, RECIPES, preset
 from ebtkit.core.models import MODELS, build_model
 
@@ -159,3 +160,83 @@ def test_paper_size_table_non_embedding_params():
         with torch.device("meta"):
             m = build_model(preset(name).model)
         assert abs(m.non_embedding_params() - n) / n < 0.035, (name, m.non_embedding_params())
+
+
+# ------------------------------------------------------------------------------ runs you can trust (issue 9)
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("runs") / "run"
+    assert main(["train", "--preset", "tiny", "--steps", "2", "--set", "train.eval_batches=1", "--out", str(run),
+                 "--no-progress", "--no-eval"]) == 0
+    return run
+
+
+def test_resume_refuses_changed_flags_and_keeps_the_rest(tiny_run, capsys):
+    capsys.readouterr()
+    for bad, key in ((["--lr", "0.5"], "train.lr"), (["--model", "transformer++"], "model.model"),
+                     (["--preset", "cpu"], "preset"), (["--set", "model.d_model=64"], "model.d_model"),
+                     (["--system", "s2"], "thinking.system")):
+        assert main(["train", "--resume", str(tiny_run), "--steps", "3", *bad]) == 2, bad
+        err = capsys.readouterr().err
+        assert err.startswith("ebt: error: --resume continues") and key in err and err.count("\n") == 1, err
+    assert ckpt.read_state(tiny_run)["step"] == 2
+    assert main(["train", "--resume", str(tiny_run), "--steps", "3", "--preset", "tiny", "--model", "ebt",
+                 "--no-progress", "--no-eval"]) == 0
+
+
+def test_diverging_run_fails_in_one_line_and_leaves_nothing(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--preset", "tiny", "--steps", "4", "--alpha", "1e9", "--out", str(out),
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ebt: error:") and err.count("\n") == 1 and "alpha" in err and "range" not in err
+    assert not out.exists()
+
+
+def test_eval_and_generate_refuse_non_finite_weights(tmp_path, capsys):
+    import torch
+    from safetensors.torch import load_file, save_file
+    import ebtkit
+    run = tmp_path / "run"
+    ebtkit.save(ebtkit.build("ebt", preset="tiny", vocab_size=256), run)
+    f = run / "checkpoint" / "model.safetensors"
+    sd = load_file(str(f))
+    sd["head.weight"] = torch.full_like(sd["head.weight"], float("nan"))
+    save_file(sd, str(f))
+    for cmd in (["eval", str(run)], ["generate", str(run), "--prompt", "In"], ["think", str(run), "--text", "In"]):
+        assert main(cmd) == 2, cmd
+        err = capsys.readouterr().err
+        assert "non-finite weights" in err and str(f) in err and err.count("\n") == 1, err
+
+
+def test_text_commands_on_a_denoising_run_say_so(tmp_path, capsys):
+    run = tmp_path / "img"
+    assert main(["train", "--task", "denoise", "--preset", "tiny", "--dataset", "mini", "--steps", "1",
+                 "--out", str(run), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["generate", str(run), "--prompt", "hi"]) == 2
+    assert "needs a text run" in capsys.readouterr().err
+    assert main(["think", str(run), "--text", "hi"]) == 2
+    assert "needs a text EBT run" in capsys.readouterr().err
+
+
+def test_generate_streams_prints_its_seed_and_repeats_with_it(tiny_run, capsys):
+    args = ["generate", str(tiny_run), "--prompt", "In the", "--max-new-tokens", "12", "--temperature", "1.0"]
+    assert main(args) == 0
+    out = capsys.readouterr()
+    seed = int(out.err.split("seed: ")[1].split()[0])
+    assert out.out.startswith("In the")
+    assert main(args + ["--seed", str(seed)]) == 0
+    again = capsys.readouterr()
+    assert again.out == out.out and f"seed: {seed}" in again.err
+    out.out.encode("utf-8")                                  # always valid UTF-8 (U+FFFD for invalid bytes)
+
+
+def test_internal_errors_are_labelled_as_such(capsys, monkeypatch):
+    import ebtkit.commands.presets as presets
+    monkeypatch.setattr(presets, "run", lambda args: {}["boom"])
+    from ebtkit.cli import build_parser
+    assert build_parser  # the parser binds run at build time: patch before main builds it
+    assert main(["presets"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ebt: error: internal error (KeyError") and err.count("\n") == 1

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import json
 import time
-import tomllib
 from pathlib import Path
 from typing import Any
+
+try:
+    import tomllib
+except ModuleNotFoundError:      # Python 3.10
+    import tomli as tomllib
 
 from ..core import checkpoint as ckpt
 from ..core.config import Config, flatten

@@ -5,6 +5,8 @@ steps, so multi-process training averages gradients itself with ``all_reduce`` a
 """
 from __future__ import annotations
 
+import os
+
 import torch
 import torch.distributed as dist
 
@@ -12,7 +14,6 @@ import torch.distributed as dist
 def init_from_env() -> bool:
     """Join the process group ``torchrun`` describes (``RANK``/``WORLD_SIZE``/``MASTER_ADDR`` env vars).
     Returns True when running multi-process. gloo on CPU, nccl on CUDA."""
-    import os
     if is_distributed() or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return is_distributed()
     dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")

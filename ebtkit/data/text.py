@@ -20,6 +20,8 @@ from typing import Callable
 
 import torch
 
+from .tokenizers import build_tokenizer
+
 
 class DataError(ValueError):
     """Unusable input data (one-line message for the CLI)."""
@@ -49,7 +51,7 @@ def _bible() -> str:
 
 
 def _pydoc() -> str:
-    from pydoc_data.topics import topics
+    from pydoc_data.topics import topics   # a 757 KB data module: loaded only when this corpus is used
     return "\n\n".join(topics[k].strip() for k in sorted(topics)) + "\n"
 
 
@@ -100,7 +102,6 @@ def split_text(text: str, val_fraction: float) -> tuple[str, str]:
 
 def prepare_text_data(cfg, context: int, tokenizer=None) -> TextData:
     """Load, split and tokenize per a ``DataConfig``. Checks that both splits hold a full context window."""
-    from .tokenizers import build_tokenizer
     if cfg.path:
         text, source = load_text_file(cfg.path), str(cfg.path)
     else:

@@ -105,7 +105,7 @@ def fit(task: type[Task] | str, cfg: Config | None, out: str | os.PathLike, *, r
     else:
         if cfg is None:
             raise RunError("no config given")
-        if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        if main and out.exists() and (not out.is_dir() or any(out.iterdir())):   # rank 0 owns the directory
             raise RunError(f"run directory {out} already exists and is not empty; use --resume or another --out")
     if start >= cfg.train.steps:
         raise RunError(f"{out} is already at step {start} of {cfg.train.steps}; pass --steps N > {start} to continue")
@@ -136,7 +136,7 @@ def fit(task: type[Task] | str, cfg: Config | None, out: str | os.PathLike, *, r
     def check_finite(done: int, bad: torch.Tensor) -> None:
         if bool(bad):
             where = f"the last checkpoint in {out} is intact (ebt train --resume {out})" if saved_any else \
-                "nothing was saved"
+                f"nothing was saved and {out} is not kept"
             raise NonFiniteError(f"loss or gradient norm became NaN/inf at or before step {done}; {where}. "
                                  "Lower the learning rate or the step size alpha")
 
