@@ -145,3 +145,28 @@ def test_flops_per_training_step_are_counted_from_the_real_step():
     tokens = cfg["train"]["batch_size"] * cfg["model"]["context"]
     # forward + backward of the matmuls is ≈ 6 N per token, plus attention
     assert 6 * n * tokens <= res["flops_per_step"] <= 1.6 * 6 * n * tokens
+
+
+def test_fit_sweep_on_an_index_fits_each_axis_and_compute_where_it_differs():
+    """Synthetic index: the data axis' FLOPs are ∝ tokens (no separate FLOPs fit); the params axis is fitted
+    against parameters and against FLOPs, with EBT/T++ ratios."""
+    from ebtkit.study.sweep import fit_sweep, format_fits
+    runs = []
+    for model, fpt, b in (("ebt", 5.0, -0.4), ("transformer++", 1.0, -0.3)):
+        for seed in (0, 1):
+            for tokens in (1e5, 2e5, 4e5, 8e5):
+                runs.append({"status": "done", "axes": ["data"], "model": model, "seed": seed, "tokens": tokens,
+                             "flops": fpt * 6e4 * tokens, "val_ppl": 50 * (tokens / 1e5) ** b})
+            for params in (3e4, 6e4, 1.2e5, 2.4e5):
+                runs.append({"status": "done", "axes": ["params"], "model": model, "seed": seed, "params": params,
+                             "flops": fpt * 6 * (params + 3e4) * 8e5, "val_ppl": 40 * (params / 3e4) ** (b / 2)})
+    index = {"spec": {"axes": {"data": {"x": "tokens"}, "params": {"x": "params"}}}, "runs": runs}
+    rows = fit_sweep(index, resamples=200)
+    assert [(r["axis"], r["x"]) for r in rows] == [("data", "tokens"), ("params", "params"), ("params", "flops")]
+    assert rows[0]["fits"]["ebt"]["slope"] == pytest.approx(-0.4)
+    assert rows[0]["comparison"]["ratio"] == pytest.approx(4 / 3)
+    assert rows[1]["comparison"]["ratio"] == pytest.approx(4 / 3)
+    assert "paired_by_rank" in rows[2]["comparison"]["flags"]
+    assert rows[2]["fits"]["ebt"]["slope"] < -0.2 * 0.9                    # steeper vs FLOPs' offset-x
+    text = format_fits(rows)
+    assert "1.333 [1.333, 1.333]" in text and "paired_by_rank" in text

@@ -43,6 +43,8 @@ def build_spec(args) -> dict:
     if not flags["axes"]:
         del flags["axes"]
     spec = merge_specs(base, flags)
+    if "name" not in spec and args.out:
+        spec["name"] = Path(args.out).name          # a flags-only sweep is named after its directory
     if args.jobs is not None:
         spec["jobs"] = args.jobs
     if args.eval_windows is not None:

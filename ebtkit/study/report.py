@@ -41,7 +41,7 @@ main{max-width:1100px;margin:0 auto;padding:16px 24px 48px;background:#fff}
 h1{font-size:22px;margin:8px 0 4px}h2{font-size:18px;border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:32px}
 h3{font-size:15px;margin:18px 0 6px}.sub{color:#666}
 table{border-collapse:collapse;margin:8px 0;font-size:13px}th,td{border:1px solid #ddd;padding:3px 8px;text-align:right}
-th{background:#f2f2f2}td.l,th.l{text-align:left}
+th{background:#f2f2f2}td.l,th.l{text-align:left}table.slopes td{white-space:nowrap}table.slopes td:last-child{white-space:normal}
 figure{margin:12px 0;display:inline-block;vertical-align:top}figure img{max-width:100%;border:1px solid #eee}
 figcaption{font-size:12px;color:#555;max-width:1000px}
 .flag{display:inline-block;background:#fff3cd;border:1px solid #e0c36a;border-radius:3px;padding:0 4px;margin:1px;font-size:11px}
@@ -241,7 +241,7 @@ def slope_table(rows: list[dict]) -> str:
                         f'<td class="l" rowspan="{n}">{_esc(X_LABELS.get(row["x"], row["x"]))}</td>')
                 if comp is not None and comp["ratio"] == comp["ratio"]:
                     cflags = "".join(f'<span class="flag" title="{_esc(FLAG_TEXT.get(fl, fl))}">{_esc(fl)}</span>'
-                                     for fl in comp["flags"])
+                                     for fl in comp["flags"] if fl not in f["flags"])
                     rc = (f'<td rowspan="{n}">{comp["ratio"]:.3f} [{comp["ci"][0]:.3f}, {comp["ci"][1]:.3f}]</td>'
                           f'<td rowspan="{n}">{comp["faster_pct"]:+.1f} % [{comp["faster_pct_ci"][0]:+.1f}, '
                           f'{comp["faster_pct_ci"][1]:+.1f}]</td>')

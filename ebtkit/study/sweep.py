@@ -477,8 +477,7 @@ def run_sweep(spec: dict, out: str | Path, *, jobs: int | None = None, log=print
         _write_json(out / INDEX, index)
 
     for r in runs:
-        if r not in todo:
-            records[r.name] = record(r, "done")
+        records[r.name] = record(r, "done" if r not in todo else "todo")
     save_index()
 
     procs = _Procs()
@@ -540,46 +539,48 @@ def run_sweep(spec: dict, out: str | Path, *, jobs: int | None = None, log=print
             eta = left / jobs
         log(f"[{tally['n']}/{n_total}] {label} — elapsed {_hms(time.time() - t0)}, ETA {_hms(eta)}")
 
+    pool = ThreadPoolExecutor(max_workers=jobs)
     try:
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
-            futs = {}
-            for key, r in need_flops.items():
-                futs[pool.submit(do_flops, key, r)] = ("flops", key)
-            for r in todo:
-                futs[pool.submit(do_run, r)] = ("run", r.name)
-            for fut in as_completed(futs):
-                kind, _ = futs[fut]
-                if kind == "flops":
-                    key, res, wall, rc = fut.result()
-                    if res is None:
-                        failures.append(f"FLOP count {key} (status {rc}; log {out / 'logs' / f'flops-{key}.log'})")
-                        progress(f"FLOP count {key} FAILED", wall, None)
-                    else:
-                        flops_cache[key] = res
-                        progress(f"FLOPs/step {need_flops[key].model} {key}: {res['flops_per_step']:.3g} "
-                                 f"({wall:.0f}s)", wall, None)
-                    for name, rec in list(records.items()):
-                        if rec.get("flops_key") == key and res is not None:
-                            rec["flops_per_step"] = res["flops_per_step"]
-                            rec["flops"] = res["flops_per_step"] * rec["steps"]
+        futs = {}
+        for key, r in need_flops.items():
+            futs[pool.submit(do_flops, key, r)] = ("flops", key)
+        for r in todo:
+            futs[pool.submit(do_run, r)] = ("run", r.name)
+        for fut in as_completed(futs):
+            kind, _ = futs[fut]
+            if kind == "flops":
+                key, res, wall, rc = fut.result()
+                if res is None:
+                    failures.append(f"FLOP count {key} (status {rc}; log {out / 'logs' / f'flops-{key}.log'})")
+                    progress(f"FLOP count {key} FAILED", wall, None)
                 else:
-                    r, rc, wall, logf = fut.result()
-                    if rc == 0:
-                        records[r.name] = record(r, "done", wall_s=round(wall, 2))
-                        rec = records[r.name]
-                        vp = rec.get("val_ppl")
-                        progress(f"{r.name} done in {wall:.0f}s (val ppl {vp:.3f})" if vp is not None
-                                 else f"{r.name} done in {wall:.0f}s", wall, costs[r.name])
-                    else:
-                        last = _last_line(logf)
-                        records[r.name] = record(r, "failed", wall_s=round(wall, 2), error=last)
-                        failures.append(f"{r.name}: {last} (log {logf})")
-                        progress(f"{r.name} FAILED: {last}", wall, costs[r.name])
-                save_index()
-    except KeyboardInterrupt:
+                    flops_cache[key] = res
+                    progress(f"FLOPs/step {need_flops[key].model} {key}: {res['flops_per_step']:.3g} "
+                             f"({wall:.0f}s)", wall, None)
+                for name, rec in list(records.items()):
+                    if rec.get("flops_key") == key and res is not None:
+                        rec["flops_per_step"] = res["flops_per_step"]
+                        rec["flops"] = res["flops_per_step"] * rec["steps"]
+            else:
+                r, rc, wall, logf = fut.result()
+                if rc == 0:
+                    records[r.name] = record(r, "done", wall_s=round(wall, 2))
+                    rec = records[r.name]
+                    vp = rec.get("val_ppl")
+                    progress(f"{r.name} done in {wall:.0f}s (val ppl {vp:.3f})" if vp is not None
+                             else f"{r.name} done in {wall:.0f}s", wall, costs[r.name])
+                else:
+                    last = _last_line(logf)
+                    records[r.name] = record(r, "failed", wall_s=round(wall, 2), error=last)
+                    failures.append(f"{r.name}: {last} (log {logf})")
+                    progress(f"{r.name} FAILED: {last}", wall, costs[r.name])
+            save_index()
+    except KeyboardInterrupt:          # end the subprocesses we started, drop queued runs, keep the index
         procs.stop()
+        pool.shutdown(wait=True, cancel_futures=True)
         save_index()
         raise
+    pool.shutdown(wait=True)
     index["failures"] = failures
     save_index()
     if failures:
@@ -657,11 +658,22 @@ def fit_sweep(index: dict, metric: str = "val_ppl", resamples: int = 2000, seed:
             tr = axis_triples(index, axis, metric, x)
             if not tr:
                 continue
+            if x == "flops" and x != ax["x"] and _proportional(index, axis, ax["x"]):
+                continue                  # FLOPs ∝ x on this axis (data, batch): the same slope, not repeated
             fits, comp = compare(tr, "ebt", "transformer++", resamples=resamples, seed=seed)
             rows.append({"axis": axis, "x": x, "metric": metric, "fits": {m: f.to_dict() for m, f in fits.items()},
                          "comparison": comp.to_dict() if comp is not None else None,
                          "data": {m: [list(t) for t in v] for m, v in tr.items()}})
     return rows
+
+
+def _proportional(index: dict, axis: str, x: str) -> bool:
+    """Whether FLOPs / x is the same at every run of this axis, per model (then log FLOPs = log x + const)."""
+    ratios: dict[str, set] = {}
+    for rec in index.get("runs", []):
+        if rec.get("status") == "done" and axis in rec.get("axes", []) and rec.get("flops") and rec.get(x):
+            ratios.setdefault(rec["model"], set()).add(round(math.log(rec["flops"] / rec[x]), 9))
+    return bool(ratios) and all(len(v) == 1 for v in ratios.values())
 
 
 def format_fits(rows: list[dict]) -> str:
@@ -675,7 +687,8 @@ def format_fits(rows: list[dict]) -> str:
             ratio = ""
             if i == 0 and comp is not None and comp["ratio"] == comp["ratio"]:
                 ratio = f"{comp['ratio']:.3f} [{comp['ci'][0]:.3f}, {comp['ci'][1]:.3f}]"
-            flags = list(f["flags"]) + ([f"ratio: {x}" for x in comp["flags"]] if i == 0 and comp else [])
+            flags = list(f["flags"]) + ([f"ratio: {x}" for x in comp["flags"] if x not in f["flags"]]
+                                        if i == 0 and comp else [])
             lines.append(f"{row['axis']:<10}{row['x']:<14}{m:<15}{f['n_points']:>4}{f['n_runs']:>5}{f['slope']:>9.4f}  "
                          f"{'[%.4f, %.4f]' % tuple(f['ci']):<19}{ratio:<28}{', '.join(flags)}")
     used = sorted({fl.split(': ')[-1] for row in rows for f in row["fits"].values() for fl in f["flags"]}
