@@ -13,6 +13,7 @@ bench = load_bench()
 MICRO = bench.TrainCase("4xs", 16, 32, 1)
 
 
+@pytest.mark.slow
 def test_flop_count_includes_the_cpu_sdpa_kernel_of_transformer_pp():
     m = tiny_model(model="transformer++", dtype=torch.float32, context=16)
     x = torch.randint(0, 13, (2, 17))
@@ -32,6 +33,7 @@ def test_peak_rss_sees_a_large_temporary():
     assert got >= 48 * 2**20, got
 
 
+@pytest.mark.slow
 def test_micro_grid_runs_and_reports_every_ratio():
     res = bench.run("quick", rounds=1, train_cases=[MICRO], gen_cases=[bench.GenCase("4xs", 32, 1, 4, 2)],
                     memory=False, log=lambda m: None)

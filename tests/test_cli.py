@@ -36,6 +36,7 @@ def test_train_help_mentions_documented_flags(capsys):
         assert flag in out
 
 
+@pytest.mark.slow
 def test_console_script_entry_point():
     r = subprocess.run([sys.executable, "-m", "ebtkit.cli", "presets"], capture_output=True, text=True)
     assert r.returncode == 0 and "tiny" in r.stdout
@@ -113,6 +114,7 @@ def test_debug_shows_traceback(tmp_path):
         main(["--debug", "eval", str(tmp_path / "nope")])
 
 
+@pytest.mark.slow
 def test_train_eval_generate_end_to_end(tmp_path, capsys):
     run = tmp_path / "run"
     rc, out, err = run_cli(["train", "--preset", "tiny", "--steps", "4", "--out", str(run), "--no-progress"], capsys)

@@ -110,6 +110,7 @@ def test_config_from_args_and_bad_input():
         DenoiseRunConfig.from_dict({"model": {"bogus": 1}})
 
 
+@pytest.mark.slow
 def test_cli_train_and_eval(tmp_path, capsys):
     e, d = tmp_path / "ebt", tmp_path / "dit"
     common = ["train", "--task", "denoise", "--preset", "tiny", "--dataset", "mini", "--steps", "2", "--no-progress"]

@@ -33,6 +33,7 @@ def test_golden_loss(tmp_path, model):
         assert losses[step] == pytest.approx(value, abs=2e-3), (step, losses[step])
 
 
+@pytest.mark.slow
 def test_ebt_starts_near_ln_v_and_learns(tmp_path):
     """Step-0 CE ≈ ln V (no blow-up from a mis-scaled α) and the loss falls on the built-in corpus."""
     cfg = _cfg(**{"train.steps": 60, "train.log_every": 5, "train.eval_every": 60, "train.save_every": 60,

@@ -19,6 +19,7 @@ import torch
 from ..core import checkpoint as ckpt
 from ..core import dist
 from ..core.config import TrainConfig
+from ..core.thinking import is_energy_model
 
 
 def lr_factor(step: int, t: TrainConfig) -> float:
@@ -34,8 +35,8 @@ def lr_factor(step: int, t: TrainConfig) -> float:
 
 def param_groups(model: torch.nn.Module, t: TrainConfig) -> list[dict]:
     """AdamW groups: matrices decayed; vectors (norm gains) not; α (owned by ``model.step_size``) on its own."""
-    step_size = getattr(model, "step_size", None)
-    alpha_params = {id(p) for p in step_size.parameters()} if isinstance(step_size, torch.nn.Module) else set()
+    step_size = model.step_size if is_energy_model(model) else None
+    alpha_params = {id(p) for p in step_size.parameters()} if step_size is not None else set()
     decay, no_decay, alpha = [], [], []
     for p in model.parameters():
         if not p.requires_grad:

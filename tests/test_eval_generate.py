@@ -145,3 +145,32 @@ def test_generation_validates_its_inputs():
         generate(tiny_model(model="transformer++", vocab_size=V, context=CTX), _prompt(1, 2), 2, steps=3)
     assert torch.equal(generate(m, _prompt(1, 2), 0), _prompt(1, 2))
     assert sample_next(torch.tensor([[0.0, 3.0, 1.0]])).tolist() == [1]
+
+
+@pytest.mark.parametrize("model", ["ebt", "transformer++"])
+@pytest.mark.parametrize("ragged", [False, True])
+def test_streaming_keeps_memory_bounded_and_gives_the_same_tokens(monkeypatch, model, ragged):
+    """``keep=False`` holds at most ``prompt + context + 1 + CHUNK`` token columns whatever the number of new
+    tokens, and streams exactly the tokens a full run returns."""
+    from ebtkit.eval import generate as gen_mod
+    m = tiny_model(model=model, dtype=torch.float32)
+    monkeypatch.setattr(gen_mod._Batch, "CHUNK", 4)
+    widths = []
+    real = gen_mod._Batch.append
+
+    def append(self, nxt):
+        real(self, nxt)
+        widths.append(self.buf.shape[1])
+
+    monkeypatch.setattr(gen_mod._Batch, "append", append)
+    prompt = [[1, 2, 3], [4, 5]] if ragged else torch.tensor([[1, 2, 3], [4, 5, 6]])
+    full = generate(m, prompt, 40, temperature=1.0, generator=torch.Generator().manual_seed(0))
+    streamed = []
+    generate(m, prompt, 40, temperature=1.0, generator=torch.Generator().manual_seed(0), keep=False,
+             on_token=streamed.append)
+    got = torch.stack(streamed, 1)                                      # B × 40
+    for b in range(2):
+        n = len(prompt[b])
+        torch.testing.assert_close(got[b], full[b][n:], rtol=0, atol=0)
+    bounded = widths[-40:]                                              # the streaming run
+    assert max(bounded) <= 3 + m.cfg.context + 1 + 4 < 40

@@ -98,6 +98,7 @@ def test_training_step_gives_every_parameter_a_gradient(system, step_cond):
     assert m.step_size.alpha.grad is not None and m.step_size.alpha.grad != 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("step_cond", ["stream", "token"])
 def test_unrolled_loss_gradcheck_float64(step_cond):
     """Finite differences agree with autograd's second-order gradient of the fully unrolled loss
