@@ -81,3 +81,15 @@ def test_report_bad_input_is_one_line(tmp_path, capsys):
     assert main(["report", str(tmp_path / "empty")]) == 2
     assert "not a run directory" in capsys.readouterr().err
     assert not (tmp_path / "empty" / "report.html").exists()
+
+
+def test_thinking_plots_get_the_transformer_at_the_same_point_as_baseline():
+    from ebtkit.study.report import _baseline_for
+    ev = lambda v: {"rows": [{"val_ppl": v, "ood_ppl": 2 * v}]}  # noqa: E731
+    runs = [{"name": "ebt-a", "model": "ebt", "point": "a", "eval": ev(50.0)},
+            {"name": "tpp-a", "model": "transformer++", "point": "a", "eval": ev(5.0)},
+            {"name": "tpp-b", "model": "transformer++", "point": "b", "eval": ev(4.0)}]
+    assert _baseline_for(runs[0], runs) == {"label": "Transformer++ (tpp-a)", "val_ppl": 5.0, "ood_ppl": 10.0}
+    plain = [dict(r, point=None) for r in runs]
+    assert _baseline_for(plain[0], plain) is None                 # two candidates: ambiguous, none drawn
+    assert _baseline_for(plain[0], plain[:2])["val_ppl"] == 5.0

@@ -177,10 +177,16 @@ def plot_learning_curves(runs: list[dict], title: str) -> str:
     return _svg(fig)
 
 
-def plot_thinking(th: dict, title: str) -> str:
-    """Perplexity vs NFEs per token for each policy family (thinking.json's table), val and OOD panels."""
+def plot_thinking(th: dict, title: str, baseline: dict | None = None) -> str:
+    """Perplexity vs NFEs per token for each policy family (thinking.json's table), val and OOD panels.
+
+    ``baseline``: ``{"label", "val_ppl", "ood_ppl"}`` of a Transformer++ run drawn as a flat line (one forward
+    per token), when thinking.json has none of its own."""
     plt = _plt()
-    table = th["table"]
+    table = list(th["table"])
+    if baseline and not any(r["family"] == "transformer++" for r in table):
+        table.append({"family": "transformer++", "label": baseline["label"],
+                      **{f"{s}_ppl": baseline.get(f"{s}_ppl") for s in ("val", "ood")}})
     splits = [s for s in ("val", "ood") if table and f"{s}_ppl" in table[0]]
     fig, axes = plt.subplots(1, len(splits), figsize=(5 * len(splits), 3.4), squeeze=False)
     markers = {"trained": "*", "longer": "o", "best-of-N": "s", "early stop": "^"}
@@ -191,7 +197,9 @@ def plot_thinking(th: dict, title: str) -> str:
         trained = fams.get("trained", [])
         for fam, rows in fams.items():
             if fam == "transformer++":
-                ax.axhline(rows[0][f"{split}_ppl"], color=COLOURS["transformer++"], ls="--", label="Transformer++")
+                if rows[0].get(f"{split}_ppl") is not None:
+                    ax.axhline(rows[0][f"{split}_ppl"], color=COLOURS["transformer++"], ls="--",
+                               label=rows[0].get("label") or "Transformer++")
                 continue
             if fam != "trained":                      # each family starts from the trained policy, as in Fig. 6
                 rows = trained[:1] + rows
@@ -340,6 +348,18 @@ def _best_per_model(runs: list[dict]) -> list[dict]:
     return list(best.values())
 
 
+def _baseline_for(run: dict, runs: list[dict]) -> dict | None:
+    """The Transformer++ run to draw beside an EBT's thinking curves: in a sweep, the one at the same point and
+    seed; among plain runs, the only Transformer++ run given (if exactly one)."""
+    tpps = [r for r in runs if r["model"] == "transformer++" and r.get("eval")]
+    if run.get("point") is not None:
+        tpps = [r for r in tpps if r.get("point") == run["point"]]
+    if len(tpps) != 1:
+        return None
+    row = (tpps[0]["eval"].get("rows") or [{}])[0]
+    return {"label": f"Transformer++ ({tpps[0]['name']})", "val_ppl": row.get("val_ppl"), "ood_ppl": row.get("ood_ppl")}
+
+
 def _thinking_section(runs: list[dict]) -> str:
     have = [r for r in runs if r["thinking"] and r["thinking"].get("table")]
     if not have:
@@ -348,7 +368,8 @@ def _thinking_section(runs: list[dict]) -> str:
     have = sorted(have, key=lambda r: (_val(r), r["name"]))[:MAX_THINKING_RUNS]
     parts = []
     for i, r in enumerate(have):
-        parts.append(figure(plot_thinking(r["thinking"], f"{r['name']}: perplexity vs NFEs per inference policy"),
+        parts.append(figure(plot_thinking(r["thinking"], f"{r['name']}: perplexity vs NFEs per inference policy",
+                                          _baseline_for(r, runs)),
                             f"{r['name']}: perplexity vs energy evaluations (NFEs) per token, one line per "
                             f"inference policy family (thinking.json)", f"fig-thinking-{i}"))
     return "".join(parts)
@@ -380,6 +401,8 @@ def sweep_report(path: Path, *, metric: str = "val_ppl", passage: str = PASSAGE,
     idx = load_index(path)
     done = [rec for rec in idx["runs"] if rec.get("status") == "done"]
     runs = [run_info(path / rec["dir"], rec["name"]) for rec in done]
+    for r, rec in zip(runs, done):          # same point and seed = same overrides and seed, either model
+        r["point"] = json.dumps([rec.get("overrides"), rec.get("seed")], sort_keys=True)
     rows = fit_sweep(idx, metric=metric, resamples=resamples)
     spec = idx["spec"]
     scaling = []
