@@ -47,6 +47,9 @@ def test_bpe_tokenizer_travels_with_the_run(tmp_path):
     b = ebtkit.load(tmp_path / "run")
     assert b.tokenizer.kind == "bpe" and b.model.cfg.vocab_size == b.tokenizer.vocab_size <= 300
     assert b.tokenizer.decode(b.tokenizer.encode("the lazy fox")) == "the lazy fox"
+    (tmp_path / "run" / "checkpoint" / "tokenizer.json").write_text("{broken")
+    with pytest.raises(ckpt.CheckpointError, match="corrupt tokenizer file .*tokenizer.json"):
+        ebtkit.load(tmp_path / "run")
 
 
 def test_interrupted_write_keeps_previous_checkpoint(tmp_path):

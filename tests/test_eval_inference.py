@@ -7,7 +7,8 @@ import torch
 
 from ebtkit.core.config import preset
 from ebtkit.eval.generate import generate
-from ebtkit.eval.inference import Policy, ThinkResult, landscape_schedule, resolve_alpha, think_text, think_with_energy
+from ebtkit.core.recipe import landscape_schedule, think_with_energy
+from ebtkit.eval.inference import Policy, ThinkResult, resolve_alpha, think_text
 from ebtkit.core.thinking import think
 from ebtkit.eval.thinking_study import average_ranks, default_policies, prob_greater, spearman
 from tests.helpers import tiny_model

@@ -1,15 +1,15 @@
-"""System 2 training: truncation, Langevin noise, random α, random step counts, the replay buffer, the
+"""The thinking recipe (core/recipe.py, core/replay.py) and System 2 training: the spec built from a
+ThinkingConfig, step losses, truncation, Langevin noise, random α, random step counts, the replay buffer, the
 contrastive term, and the ebt-s1 / ebt-s2 presets."""
 import pytest
 import torch
 import torch.nn.functional as F
 
 from ebtkit.core.config import PRESETS, RECIPES, ThinkingConfig, preset
-from ebtkit.eval.inference import landscape_schedule
-from ebtkit.core.recipe import sample_steps
-from ebtkit.tasks.text import ebt_text_loss
+from ebtkit.core.recipe import ThinkingSpec, landscape_schedule, sample_steps
 from ebtkit.core.replay import REPLAY_FILE, ReplayBuffer, replay_count
 from ebtkit.core.thinking import jittered_alpha, think
+from ebtkit.tasks.text import ebt_text_loss
 from tests.helpers import tiny_model, train
 
 
@@ -260,3 +260,32 @@ def test_ebt_presets_follow_the_paper_recipes():
     assert s2.model.d_model == preset("cpu").model.d_model
     assert preset("ebt-s2", system="s1").thinking == s1.thinking
     assert preset("cpu", system="s2").thinking == s2.thinking
+
+
+def test_spec_from_thinking_config_carries_the_whole_recipe():
+    s1 = ThinkingSpec.training(ThinkingConfig(system="s1", steps=2), n_landscapes=2, generator=None)
+    assert (s1.steps, s1.landscapes, s1.detach, s1.grad_steps, s1.create_graph) == (2, (0, 1), True, "all", True)
+    t2 = ThinkingConfig(system="s2", steps=2, max_steps=3, langevin_sigma=0.5, alpha_jitter=2.0)
+    g = torch.Generator().manual_seed(0)
+    seen = {ThinkingSpec.training(t2, 1, g).steps for _ in range(40)}
+    s2 = ThinkingSpec.training(t2, 1, g)
+    assert seen == {2, 3} and (s2.detach, s2.grad_steps, s2.langevin_sigma, s2.alpha_jitter) == (False, "last", 0.5, 2.0)
+    ev = ThinkingSpec.inference(t2.default_eval_steps, 1, accept_lower=True)
+    assert (ev.steps, ev.create_graph, ev.langevin_sigma, ev.alpha_jitter, ev.accept_lower) == (3, False, 0.0, 1.0, True)
+    assert s2.evaluation().langevin_sigma == 0 and not s2.evaluation().create_graph
+
+
+def test_step_losses_average_every_step_in_s1_and_score_the_last_in_s2():
+    y0 = torch.zeros(3, requires_grad=True)
+    fn = lambda y, l: 0.5 * ((y - 1.0) ** 2).sum(-1, keepdim=True).squeeze(-1)  # noqa: E731
+    for system in ("s1", "s2"):
+        tc = ThinkingConfig(system=system, steps=2)
+        spec = ThinkingSpec.training(tc, 1, None)
+        tr = spec.run(fn, y0[None], 0.5)
+        loss, per = spec.step_losses(tr, lambda c: (c - 1.0).abs().sum())
+        assert len(per) == 2
+        if system == "s1":
+            torch.testing.assert_close(loss, (per[0] + per[1]) / 2)
+        else:
+            torch.testing.assert_close(loss, per[1])
+            assert loss.requires_grad and not per[0].requires_grad

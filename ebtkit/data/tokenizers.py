@@ -129,5 +129,8 @@ def tokenizer_from_dir(kind: str, ckpt_dir: str | Path):
         f = Path(ckpt_dir) / BPETokenizer.FILE
         if not f.exists():
             raise FileNotFoundError(f"checkpoint {ckpt_dir} uses a BPE tokenizer but has no {BPETokenizer.FILE}")
-        return BPETokenizer.load(f)
+        try:
+            return BPETokenizer.load(f)
+        except Exception as e:  # the tokenizers library raises its own exception types
+            raise ValueError(f"corrupt tokenizer file {f}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     raise ValueError(f"unknown tokenizer {kind!r}; choose from byte, bpe")

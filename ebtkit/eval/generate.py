@@ -26,14 +26,13 @@ new token at its own cache slot, so a batched run equals running each row alone 
 """
 from __future__ import annotations
 
+from dataclasses import fields
 from typing import Callable, Sequence
 
 import torch
 
-from ..core.recipe import SELECTIONS, landscape_schedule, think_with_energy
 from ..core.thinking import is_energy_model
-from ..core.thinking import think as _think
-from .inference import DEFAULT_STEPS, resolve_alpha
+from .inference import DEFAULT_STEPS, Policy, resolve_alpha
 
 
 def sample_next(logits: torch.Tensor, temperature: float = 0.0, top_p: float = 1.0,
@@ -128,30 +127,25 @@ _POLICY_DEFAULTS = {"steps": None, "alpha": None, "alpha_mult": None, "samples":
 def _ebt_thinker(model, generator, policy: dict):
     """``think(energy_fn, B) -> logits (B×V)`` of the one new position, with the inference policy."""
     policy = dict(policy)
-    steps = policy.pop("steps", None)
-    steps = steps if steps is not None else DEFAULT_STEPS
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
-    alpha = resolve_alpha(model, policy.pop("alpha", None), policy.pop("alpha_mult", None))
     init_scale = policy.pop("init_scale", 1.0)
-    landscapes = landscape_schedule(model.cfg.n_landscapes, steps)
-    known = {"samples", "select", "accept_lower", "tol", "langevin_sigma"}
+    if policy.get("steps") is None:
+        policy["steps"] = DEFAULT_STEPS
+    known = {f.name for f in fields(Policy)}
     if set(policy) - known:
         raise ValueError(f"unknown generation options: {sorted(set(policy) - known)}")
-    if policy.get("select", "min") not in SELECTIONS:
-        raise ValueError(f"unknown selection {policy['select']!r}; choose from {', '.join(SELECTIONS)}")
+    pol = Policy(**policy)
+    spec = pol.spec(DEFAULT_STEPS, model.cfg.n_landscapes)
+    alpha = resolve_alpha(model, pol.alpha, pol.alpha_mult)
 
     def think(energy_fn, B: int) -> torch.Tensor:
         init = lambda s: model.init_candidates((B, 1), generator) * init_scale  # noqa: E731
-        if policy.get("samples", 1) == 1:   # no selection: skip the read-out of E(ŷ_N) (one forward per token)
-            rest = {k: v for k, v in policy.items() if k not in ("samples", "select")}
-            best = _think(energy_fn, init(0), steps=steps, alpha=alpha, landscapes=landscapes, detach=True,
-                          create_graph=False, generator=generator, update=model.update, **rest).final.detach()
+        if pol.samples == 1:   # no selection: skip the read-out of E(ŷ_N) (one forward per token)
+            best = spec.run(energy_fn, init(0), alpha, generator, update=model.update).final.detach()
         else:
-            best = think_with_energy(energy_fn, init, steps=steps, alpha=alpha, landscapes=landscapes,
-                                     generator=generator, update=model.update, **policy)[0]
+            best = pol.run(model, energy_fn, init, DEFAULT_STEPS, model.cfg.n_landscapes, generator,
+                           update=model.update)[0]
         return best[:, 0]                                                       # B,V
-    return think, sorted(set(landscapes))
+    return think, sorted(set(spec.landscapes))
 
 
 def _landscape_key(model, landscape: int) -> int:

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-from ..core.recipe import SELECTIONS, ThinkingSpec, landscape_schedule, think_with_energy
+from ..core.recipe import SELECTIONS, ThinkingSpec, think_with_energy
 
 
 DEFAULT_STEPS = 2     # thinking steps when none are given (ThinkingConfig's default)
@@ -93,14 +93,15 @@ class Policy:
                                       langevin_sigma=self.langevin_sigma)
 
     def run(self, model, energy_fn, init, trained_steps: int, n_landscapes: int,
-            generator: torch.Generator | None = None, update=None):
+            generator: torch.Generator | None = None, update=None, return_samples: bool = False):
         """Think with this policy from ``init(sample) -> y0``: ``(final, trajectory (steps+1)×E, final_energy,
-        nfe, chosen)`` (best-of-N selected per prediction), the step size resolved against the model's."""
+        nfe, chosen[, per-sample final energies])`` (best-of-N selected per prediction), the step size resolved
+        against the model's. The one inference path of every modality."""
         spec = self.spec(trained_steps, n_landscapes)
         return think_with_energy(energy_fn, init, steps=spec.steps, alpha=resolve_alpha(model, self.alpha, self.alpha_mult),
                                  landscapes=list(spec.landscapes), samples=self.samples, select=self.select,
                                  accept_lower=spec.accept_lower, tol=spec.tol, langevin_sigma=spec.langevin_sigma,
-                                 generator=generator, update=update)
+                                 generator=generator, update=update, return_samples=return_samples)
 
     def label(self, trained_steps: int | None = None) -> str:
         """A short human-readable name, e.g. ``"8 steps"``, ``"BoN-4 (min)"``, ``"tol 0.01"``."""
@@ -149,21 +150,17 @@ def think_text(model, tokens: torch.Tensor, steps: int | None = None, *, alpha: 
     one when generating); ``cache`` is a :class:`~ebtkit.models.ContextCache` of ``tokens`` already encoded
     (generation with a KV cache): callers that pass neither think about every position.
     """
-    steps = steps if steps is not None else DEFAULT_STEPS
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
+    policy = Policy(steps=steps if steps is not None else DEFAULT_STEPS, alpha=alpha, alpha_mult=alpha_mult,
+                    samples=samples, select=select, accept_lower=accept_lower, tol=tol, langevin_sigma=langevin_sigma)
     model._check(tokens)
     if reference and (rows is not None or cache is not None):
         raise ValueError("reference=True thinks about every position; it takes no rows or cache")
-    a = resolve_alpha(model, alpha, alpha_mult)
     if rows is None and cache is None:
         fn = model.energy_fn(tokens, reference=reference)
     else:
         fn = model.energy_fn(tokens, cache=cache, rows=rows)
     R = rows.shape[-1] if rows is not None else tokens.shape[1]
     init = lambda s: model.init_candidates((tokens.shape[0], R), generator) * init_scale  # noqa: E731
-    best, traj, final_e, nfe, chosen, per_sample = think_with_energy(
-        fn, init, steps=steps, alpha=a, landscapes=landscape_schedule(model.cfg.n_landscapes, steps),
-        samples=samples, select=select, accept_lower=accept_lower, tol=tol,
-        langevin_sigma=langevin_sigma, generator=generator, return_samples=True, update=model.update)
+    best, traj, final_e, nfe, chosen, per_sample = policy.run(model, fn, init, DEFAULT_STEPS, model.cfg.n_landscapes,
+                                                              generator, update=model.update, return_samples=True)
     return ThinkResult(best, traj, final_e, nfe, chosen, per_sample)
