@@ -93,3 +93,26 @@ def test_thinking_plots_get_the_transformer_at_the_same_point_as_baseline():
     plain = [dict(r, point=None) for r in runs]
     assert _baseline_for(plain[0], plain) is None                 # two candidates: ambiguous, none drawn
     assert _baseline_for(plain[0], plain[:2])["val_ppl"] == 5.0
+
+
+def test_report_of_an_image_denoising_run_shows_psnr_vs_nfes_and_samples(tmp_path):
+    """A denoising run directory (files only: config, metrics, eval_denoise.json, a PNG)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    run = tmp_path / "den"
+    (run / "checkpoint").mkdir(parents=True)
+    (run / "checkpoint" / "config.json").write_text(json.dumps(
+        {"task": "denoise", "config": {"model": {"model": "ebt"}, "train": {"batch_size": 8}}}))
+    (run / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in [
+        {"step": 5, "split": "train", "loss": 0.2}, {"step": 10, "split": "train", "loss": 0.1},
+        {"step": 10, "split": "val", "val_psnr": 17.4, "val_nfe": 1}, "not json"]))
+    rows = [{"nfe": n, "method": "think", "psnr": 17 + 0.1 * n, "mse": 1.0, "nfe_spent": float(n)} for n in (1, 2, 3)]
+    (run / "eval_denoise.json").write_text(json.dumps(
+        {"levels": [{"sigma": 0.1, "noisy": {"psnr": 16.0}, "models": {"EBT": rows}}]}))
+    plt.imsave(run / "samples.png", np.random.default_rng(0).random((28, 56)), cmap="gray")
+    assert main(["report", str(run)]) == 0
+    html = (run / "report.html").read_text()
+    assert 'id="fig-denoise-0"' in html and 'id="fig-curves-0"' in html and 'id="fig-sample-0"' in html
+    assert "No text EBT run here" in html

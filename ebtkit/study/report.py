@@ -63,23 +63,31 @@ def _read_json(path: Path):
         return None
 
 
+VAL_KEYS = ("val_ppl", "val_psnr")       # text: perplexity; image denoising: PSNR (dB)
+
+
 def read_metrics(run: Path) -> dict:
-    """``{"train": [(step, loss)], "val": [(step, val_ppl)]}`` from ``metrics.jsonl`` (duplicates dropped)."""
-    train, val = {}, {}
+    """``{"train": [(step, loss)], "val": [(step, value)], "val_key": ...}`` from ``metrics.jsonl`` (duplicate
+    steps keep the last record; unreadable lines are skipped)."""
+    train, val, key = {}, {}, None
     try:
         lines = (Path(run) / "metrics.jsonl").read_text().splitlines()
     except OSError:
-        return {"train": [], "val": []}
+        return {"train": [], "val": [], "val_key": None}
     for line in lines:
         try:
             r = json.loads(line)
         except json.JSONDecodeError:
             continue
-        if r.get("split") == "train" and "loss" in r:
+        if not isinstance(r, dict) or "step" not in r:
+            continue
+        if r.get("split") == "train" and isinstance(r.get("loss"), (int, float)):
             train[int(r["step"])] = float(r["loss"])
-        elif r.get("split") == "val" and "val_ppl" in r:
-            val[int(r["step"])] = float(r["val_ppl"])
-    return {"train": sorted(train.items()), "val": sorted(val.items())}
+        elif r.get("split") == "val":
+            for k in VAL_KEYS:
+                if isinstance(r.get(k), (int, float)):
+                    val[int(r["step"])], key = float(r[k]), k
+    return {"train": sorted(train.items()), "val": sorted(val.items()), "val_key": key}
 
 
 def run_info(run: Path, name: str | None = None) -> dict:
@@ -91,7 +99,8 @@ def run_info(run: Path, name: str | None = None) -> dict:
     return {"name": name or run.name, "dir": run, "task": meta.get("task", "?"), "config": cfg,
             "model": m.get("model", "?"), "tokens_per_step": (t.get("batch_size") or 0) * (m.get("context") or 0),
             "metrics": read_metrics(run), "eval": _read_json(run / "eval.json"),
-            "thinking": _read_json(run / "thinking.json"), "pngs": sorted(run.glob("*.png"))}
+            "thinking": _read_json(run / "thinking.json"), "denoise": _read_json(run / "eval_denoise.json"),
+            "pngs": sorted(run.glob("*.png"))}
 
 
 # ------------------------------------------------------------------------------------------------ figures
@@ -156,7 +165,7 @@ def plot_learning_curves(runs: list[dict], title: str) -> str:
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.6))
     cmap = plt.get_cmap("viridis")
     for i, r in enumerate(runs):
-        tps = r["tokens_per_step"] or 1
+        tps = r["tokens_per_step"] or (r["config"].get("train", {}).get("batch_size") or 1)
         colour = COLOURS.get(r["model"]) if len(runs) <= 2 else cmap(i / max(1, len(runs) - 1))
         style = "-" if r["model"] == "ebt" else "--"
         if r["metrics"]["train"]:
@@ -165,11 +174,13 @@ def plot_learning_curves(runs: list[dict], title: str) -> str:
         if r["metrics"]["val"]:
             s, v = zip(*r["metrics"]["val"])
             a2.plot([x * tps for x in s], v, style, marker="o", ms=3, color=colour, lw=1, label=r["name"])
-    for a, lab in ((a1, "training loss"), (a2, "validation perplexity")):
-        a.set_xlabel("tokens seen")
+    psnr = any(r["metrics"].get("val_key") == "val_psnr" for r in runs)
+    for a, lab in ((a1, "training loss"), (a2, "validation PSNR (dB)" if psnr else "validation perplexity")):
+        a.set_xlabel("tokens seen" if not psnr else "training steps × batch")
         a.set_ylabel(lab)
         a.set_xscale("log")
-        a.set_yscale("log")
+        if not (psnr and a is a2):
+            a.set_yscale("log")
         a.grid(True, which="both", alpha=0.25)
     if len(runs) <= 12:
         a1.legend(fontsize=6)
@@ -210,6 +221,27 @@ def plot_thinking(th: dict, title: str, baseline: dict | None = None) -> str:
         ax.set_xlabel("NFEs per token")
         ax.set_ylabel(f"{split} perplexity")
         ax.set_title(split)
+        ax.grid(True, alpha=0.25)
+        ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    return _svg(fig)
+
+
+def plot_denoise(ev: dict, title: str) -> str:
+    """Image denoising: PSNR vs NFEs per model at each noise level (``eval_denoise.json``), noisy input dashed."""
+    plt = _plt()
+    levels = ev.get("levels", [])
+    fig, axes = plt.subplots(1, max(1, len(levels)), figsize=(4.6 * max(1, len(levels)), 3.4), squeeze=False)
+    for ax, lv in zip(axes[0], levels):
+        for name, rows in lv.get("models", {}).items():
+            rows = sorted(rows, key=lambda r: r.get("nfe_spent", r["nfe"]))
+            ax.plot([r.get("nfe_spent", r["nfe"]) for r in rows], [r["psnr"] for r in rows], marker="o", label=name)
+        if "noisy" in lv:
+            ax.axhline(lv["noisy"]["psnr"], color="grey", ls="--", label="noisy input")
+        ax.set_xscale("log")
+        ax.set_xlabel("NFEs")
+        ax.set_ylabel("PSNR (dB)")
+        ax.set_title(f"σ = {lv.get('sigma')}")
         ax.grid(True, alpha=0.25)
         ax.legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
@@ -362,11 +394,14 @@ def _baseline_for(run: dict, runs: list[dict]) -> dict | None:
 
 def _thinking_section(runs: list[dict]) -> str:
     have = [r for r in runs if r["thinking"] and r["thinking"].get("table")]
-    if not have:
+    den = [r for r in runs if r.get("denoise") and r["denoise"].get("levels")][:MAX_THINKING_RUNS]
+    if not have and not den:
         return ('<p class="note">No thinking.json here (EBT runs get one from <code>ebt eval RUN</code>; '
                 'sweeps with <code>--thinking</code>).</p>')
     have = sorted(have, key=lambda r: (_val(r), r["name"]))[:MAX_THINKING_RUNS]
-    parts = []
+    parts = [figure(plot_denoise(r["denoise"], f"{r['name']}: PSNR vs NFEs"), f"{r['name']}: denoising PSNR vs "
+                    f"network evaluations at each noise level (eval_denoise.json)", f"fig-denoise-{i}")
+             for i, r in enumerate(den)]
     for i, r in enumerate(have):
         parts.append(figure(plot_thinking(r["thinking"], f"{r['name']}: perplexity vs NFEs per inference policy",
                                           _baseline_for(r, runs)),
@@ -455,7 +490,7 @@ def sweep_report(path: Path, *, metric: str = "val_ppl", passage: str = PASSAGE,
     sections = [("scaling", "Scaling: slopes with 95 % intervals", "".join(scaling)),
                 ("curves", "Learning curves", "".join(curves) or '<p class="note">No metrics yet.</p>'),
                 ("runs", "Runs", runs_table),
-                ("thinking", "Perplexity vs NFEs per inference policy", _thinking_section(runs)),
+                ("thinking", "Perplexity or error vs NFEs per inference policy", _thinking_section(runs)),
                 ("energy", "Per-token energy of a passage", _energy_section(runs, passage, steps)),
                 ("samples", "Samples (the best run of each model)", _samples_section(_best_per_model(runs))),
                 ("config", "Config", "<h3>sweep spec</h3>" + _pre(spec) + f"<h3>resolved config of {_esc(runs[0]['name']) if runs else '–'}"
@@ -471,8 +506,8 @@ def runs_report(paths: list[Path], *, passage: str = PASSAGE, steps: int | None 
             raise ValueError(f"{p} is not a run directory (no checkpoint/config.json) or a sweep (no {INDEX})")
         runs.append(run_info(p, p.name if len({q.name for q in paths}) == len(paths) else str(p)))
     title = f"ebtkit run report: {runs[0]['name']}" if len(runs) == 1 else f"ebtkit comparison of {len(runs)} runs"
-    curves = figure(plot_learning_curves(runs, "learning curves"), "training loss and validation perplexity vs "
-                    "tokens seen (metrics.jsonl)", "fig-curves-0")
+    curves = figure(plot_learning_curves(runs, "learning curves"), "training loss and the validation metric "
+                    "(perplexity, or PSNR for denoising) vs examples seen (metrics.jsonl)", "fig-curves-0")
     cfgs = "".join(f"<h3>{_esc(r['name'])}</h3>" + _pre(r["config"]) for r in runs)
     if len(runs) > 1:
         flat = [_flatten(r["config"]) for r in runs]
@@ -482,7 +517,7 @@ def runs_report(paths: list[Path], *, passage: str = PASSAGE, steps: int | None 
                                     + "</tr>" for k in keys) + "</table>")
         cfgs = "<h3>differences</h3>" + diff + cfgs
     sections = [("curves", "Learning curves", curves), ("eval", "Evaluation", eval_table(runs)),
-                ("thinking", "Perplexity vs NFEs per inference policy", _thinking_section(runs)),
+                ("thinking", "Perplexity or error vs NFEs per inference policy", _thinking_section(runs)),
                 ("energy", "Per-token energy of a passage", _energy_section(runs, passage, steps)),
                 ("samples", "Samples", _samples_section(runs)),
                 ("config", "Config", cfgs), ("environment", "Environment", env_html(None))]

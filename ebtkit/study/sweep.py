@@ -306,7 +306,7 @@ def environment() -> dict:
         pass
     return {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__,
             **api.versions(), "platform": platform.platform(), "cpu": cpu, "cpu_count": os.cpu_count(),
-            "omp_num_threads_per_run": 1, "hostname": platform.node()}
+            "omp_num_threads_per_run": 1}
 
 
 # ------------------------------------------------------------------------------------------------ runner
