@@ -130,3 +130,10 @@ def test_tensorboard_events_hold_the_same_scalars(tmp_path):
     assert [s for s, _ in loss] == [s for s, _ in want]
     assert [v for _, v in loss] == pytest.approx([v for _, v in want], rel=1e-6)
     assert [e.step for e in acc.Scalars("val/val_ppl")] == [2, 4]
+
+
+def test_non_finite_validation_metric_stops_the_run(tmp_path, monkeypatch):
+    monkeypatch.setattr(TextTask, "evaluate", lambda self, model: {"val_ppl": float("nan"), "val_tokens": 1})
+    with pytest.raises(ckpt.NonFiniteError, match="validation val_ppl is nan at step 2"):
+        train(_cfg(), tmp_path / "run")
+    assert not (tmp_path / "run").exists()

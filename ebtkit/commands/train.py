@@ -19,6 +19,7 @@ except ModuleNotFoundError:      # Python 3.10
     import tomli as tomllib
 
 from ..core import checkpoint as ckpt
+from ..core import dist
 from ..core.config import Config, flatten
 from ..tasks import TASKS, Task, get_task
 from ..training import fit
@@ -164,6 +165,8 @@ def run(args) -> int:
         task, cfg = resolve(args)
         out = Path(args.out) if args.out else default_run_dir(task, cfg)
         res = fit(task, cfg, out, progress=progress)
+    if not dist.is_main():                 # under torchrun, rank 0 reports and evaluates
+        return 0
     print(f"checkpoint: {res['checkpoint']}")
     print(f"metrics:    {res['metrics']}")
     if task.name == "text" and not args.no_eval:

@@ -93,6 +93,7 @@ def fit(task: type[Task] | str, cfg: Config | None, out: str | os.PathLike, *, r
     out = Path(out)
     dist.init_from_env()
     main = dist.is_main()
+    log = log if main else (lambda *a, **k: None)          # rank 0 speaks and writes
     start, ckpt_dir = 0, None
     if resume:
         meta = ckpt.read_config(out)
