@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 MODEL_NAMES = ("ebt", "transformer++")
 STEP_CONDS = ("stream", "token", "none")
 CANDIDATE_PROJS = ("linear", "tied")
-UPDATES = ("code", "logits", "mirror")     # see ebtkit.thinking.TEXT_UPDATES
+UPDATES = ("code", "logits", "mirror")     # see ebtkit.core.thinking.TEXT_UPDATES
 INITS = ("normal", "zeros")
 SYSTEMS = ("s1", "s2")
 

@@ -1,12 +1,12 @@
 """Autoregressive generation for the text EBT and Transformer++, cached (default) or by full recomputation.
 
-Each new token is predicted by thinking (any :mod:`ebtkit.inference` policy) over **one** new prediction
+Each new token is predicted by thinking (any :mod:`ebtkit.eval.inference` policy) over **one** new prediction
 position — the one after the last observed token — then chosen from its final candidate logits: greedy
 (``temperature=0``), or temperature sampling with nucleus (top-p) filtering, drawn with an explicit generator.
 
 Two exact implementations (``cached=True`` is the default):
 
-* **cached**: the observed stream's per-layer keys/values (:class:`~ebtkit.models.ContextCache`) are computed
+* **cached**: the observed stream's per-layer keys/values (:class:`~ebtkit.core.models.ContextCache`) are computed
   once for the prompt and grow by one token per generated token (one observed position per token); each
   thinking step runs one prediction position against the cache (:meth:`TextEBT.energy_cached`). The
   Transformer++ keeps the usual KV cache.

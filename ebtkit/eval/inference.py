@@ -1,4 +1,4 @@
-"""System 2 inference policies for the EBT, all built on :func:`ebtkit.thinking.think`.
+"""System 2 inference policies for the EBT, all built on :func:`ebtkit.core.thinking.think`.
 
 * **think longer**: any number of steps; α override, absolute (``alpha``) or a multiple of the trained α
   (``alpha_mult``);
@@ -52,8 +52,8 @@ class ThinkResult:
 class Policy:
     """One System 2 inference policy; ``None``/defaults mean "as trained" (no extra behaviour).
 
-    ``kwargs()`` gives the keyword arguments of :func:`think_text`, :func:`ebtkit.generate.generate` and
-    :func:`ebtkit.evaluate.perplexity`.
+    ``kwargs()`` gives the keyword arguments of :func:`think_text`, :func:`ebtkit.eval.generate.generate` and
+    :func:`ebtkit.eval.metrics.perplexity`.
     """
 
     steps: int | None = None           # thinking steps (None: the trained evaluation steps)
@@ -147,7 +147,7 @@ def think_text(model, tokens: torch.Tensor, steps: int | None = None, *, alpha: 
 
     ``steps`` defaults to :data:`DEFAULT_STEPS` (a loaded run's trained steps are ``bundle.eval_steps``).
     ``rows`` (R,) or (B, R) restricts thinking to the predictions after those observed positions (e.g. the last
-    one when generating); ``cache`` is a :class:`~ebtkit.models.ContextCache` of ``tokens`` already encoded
+    one when generating); ``cache`` is a :class:`~ebtkit.core.models.ContextCache` of ``tokens`` already encoded
     (generation with a KV cache): callers that pass neither think about every position.
     """
     policy = Policy(steps=steps if steps is not None else DEFAULT_STEPS, alpha=alpha, alpha_mult=alpha_mult,

@@ -40,7 +40,7 @@ def perplexity(model, data: torch.Tensor, context: int, *, steps: int | None = N
     """Exact perplexity over deterministic non-overlapping windows of ``context + 1`` tokens.
 
     Returns ``{"ppl", "nll_sum", "tokens", "nfe_per_token"}``. ``policy`` goes to
-    :func:`ebtkit.inference.think_text` (``samples``, ``accept_lower``, ``tol``, ``alpha``, ...).
+    :func:`ebtkit.eval.inference.think_text` (``samples``, ``accept_lower``, ``tol``, ``alpha``, ...).
     """
     windows = eval_windows(data, context + 1, max_windows)
     dev = next(model.parameters()).device

@@ -1,10 +1,10 @@
 """Image models for denoising: the bidirectional image EBT and a DiT baseline, from one adaLN-Zero stack.
 
 * :class:`ImageEBT` — Gladstone et al. (2025), "bidirectional EBT": DiT's patches, fixed 2-D sin-cos positions
-  and adaLN-Zero blocks (:mod:`ebtkit.nn.adaln`) conditioned on a *learned constant* (one vector per thinking
+  and adaLN-Zero blocks (:mod:`ebtkit.core.nn.adaln`) conditioned on a *learned constant* (one vector per thinking
   "landscape"; no timestep — the EBT is not told the noise level), and a zero-initialised scalar head per
   patch. ``E(ŷ) = mean over patches`` → one energy per image. The candidate ``ŷ`` is the image itself; it is
-  denoised by thinking, ``ŷ ← ŷ − α∇_ŷE`` (:func:`ebtkit.thinking.think`).
+  denoised by thinking, ``ŷ ← ŷ − α∇_ŷE`` (:func:`ebtkit.core.thinking.think`).
 * :class:`DiT` — Peebles & Xie (2023): the same patch embedding and block stack, conditioned on a timestep
   embedding, with a zero-initialised per-patch linear output that predicts the noise ε (Ho et al., 2020).
 
@@ -108,7 +108,7 @@ class ImageEBT(nn.Module):
         return self.head(x, c).squeeze(-1).mean(dim=1)                               # B
 
     def energy_fn(self) -> Callable[[torch.Tensor, int], torch.Tensor]:
-        """The ``(candidate, landscape) → energies`` callable that :func:`ebtkit.thinking.think` takes."""
+        """The ``(candidate, landscape) → energies`` callable that :func:`ebtkit.core.thinking.think` takes."""
         return lambda y, landscape: self(y, landscape)
 
 

@@ -19,7 +19,7 @@ Two exact implementations of the same energy:
   it) and every thinking step runs only the S prediction positions against them: prediction r attends to
   cached keys ``0..r+P`` plus itself — at most an S×(S+P) score matrix (computed in row blocks that skip the
   masked upper-right blocks) plus a diagonal, no (2S)² matrix. The same cache, grown one token at a time, is
-  the KV cache for generation (:mod:`ebtkit.generate`; speed in ``docs/speed.md``).
+  the KV cache for generation (:mod:`ebtkit.eval.generate`; speed in ``docs/speed.md``).
 """
 from __future__ import annotations
 
@@ -217,7 +217,7 @@ class TextEBT(nn.Module):
 
         ``rows`` (R,) or (B, R): the observed index r each prediction follows (it predicts token r+1);
         default ``0..R-1``. Prediction r attends to cached keys ``0..r+P`` and to itself
-        (:mod:`ebtkit.nn.prediction_attention`; the default rows use the blocked kernel, ``attn_block`` rows
+        (:mod:`ebtkit.core.nn.prediction_attention`; the default rows use the blocked kernel, ``attn_block`` rows
         per block, ``None`` = dense).
         """
         B, R, V = candidates.shape

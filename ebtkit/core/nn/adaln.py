@@ -13,7 +13,7 @@ Written from the papers, not from their code (the DiT reference code is CC BY-NC
 * Gladstone et al., EBTs (2025) §"bidirectional EBT": the same blocks with a learned constant as ``c``.
 
 Notation: B batch, C channels, H×W image, p patch size, T = (H/p)(W/p) patches, D width, P = p²C values per patch.
-Attention is :func:`ebtkit.nn.attention.attention` so the EBT can use the "math" backend (double backward).
+Attention is :func:`ebtkit.core.nn.attention.attention` so the EBT can use the "math" backend (double backward).
 """
 from __future__ import annotations
 
