@@ -14,7 +14,7 @@ name = "demo"
 preset = "tiny"
 models = ["ebt", "transformer++"]
 seeds = [1, 2]
-set = { "train.warmup" = 2 }
+set = { "train.warmup" = 2, train.lr = 0.004 }
 [eval]
 max_windows = 8
 [axes.data]
@@ -33,6 +33,7 @@ def test_toml_and_json_specs(tmp_path):
     spec = load_spec(p)
     assert spec["name"] == "demo" and spec["seeds"] == [1, 2] and spec["eval"]["max_windows"] == 8
     assert spec["eval"]["thinking"] is False                      # defaults filled in
+    assert spec["set"] == {"train.warmup": 2, "train.lr": 0.004}  # quoted and unquoted dotted keys
     assert spec["axes"]["data"] == {"x": "tokens", "key": "train.steps",
                                     "points": [{"train.steps": 10}, {"train.steps": 20}, {"train.steps": 40}]}
     assert spec["axes"]["params"]["x"] == "params"
