@@ -499,7 +499,7 @@ def run_sweep(spec: dict, out: str | Path, *, jobs: int | None = None, log=print
     n_total = len(todo) + len(need_flops)
     t0 = time.time()
     tally = {"n": 0, "run_cost": 0.0, "run_wall": 0.0, "flops_n": 0, "flops_wall": 0.0,
-             "left_cost": sum(costs.values()), "left_flops": len(need_flops)}
+             "left_cost": sum(costs.values()), "left_flops": len(need_flops), "left_runs": len(todo), "seen": []}
     failures = []
 
     def do_flops(key: str, r: Run):
@@ -545,10 +545,13 @@ def run_sweep(spec: dict, out: str | Path, *, jobs: int | None = None, log=print
             tally["run_cost"] += cost
             tally["run_wall"] += wall
             tally["left_cost"] -= cost
+            tally["left_runs"] -= 1
+            tally["seen"].append((cost, wall))
         eta = float("nan")
         if tally["run_cost"] > 0:
             per_flop = tally["flops_wall"] / tally["flops_n"] if tally["flops_n"] else 0.0
-            left = tally["left_cost"] * tally["run_wall"] / tally["run_cost"] + tally["left_flops"] * per_flop
+            fixed, rate = _wall_model(tally["seen"])
+            left = tally["left_runs"] * fixed + tally["left_cost"] * rate + tally["left_flops"] * per_flop
             eta = left / jobs
         log(f"[{tally['n']}/{n_total}] {label} — elapsed {_hms(time.time() - t0)}, ETA {_hms(eta)}")
 
@@ -602,6 +605,19 @@ def run_sweep(spec: dict, out: str | Path, *, jobs: int | None = None, log=print
             log(f"  {f}")
     log(f"sweep index: {out / INDEX} ({_hms(time.time() - t0)})")
     return index
+
+
+def _wall_model(seen: list[tuple[float, float]]) -> tuple[float, float]:
+    """``wall ≈ fixed + rate · cost`` fitted on finished runs (process start-up and evaluation are the fixed
+    part); a plain ratio until the costs differ, or when the fit is not sensible."""
+    import numpy as np
+    cost = np.array([c for c, _ in seen], dtype=float)
+    wall = np.array([w for _, w in seen], dtype=float)
+    ratio = (0.0, float(wall.sum() / cost.sum()))
+    if len(seen) < 2 or np.ptp(cost) <= 0.05 * cost.mean():
+        return ratio
+    rate, fixed = np.polyfit(cost, wall, 1)
+    return (float(fixed), float(rate)) if rate > 0 and fixed >= 0 else ratio
 
 
 def _last_line(path: Path) -> str:
