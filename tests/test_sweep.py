@@ -7,7 +7,8 @@ import pytest
 
 from ebtkit.cli import main
 from ebtkit.study import api
-from ebtkit.study.sweep import load_spec, normalise_spec, plan
+from ebtkit.study.spec import load_spec, normalise_spec
+from ebtkit.study.sweep import plan
 
 TOML = """
 name = "demo"
@@ -151,7 +152,7 @@ def test_flops_per_training_step_are_counted_from_the_real_step():
 def test_fit_sweep_on_an_index_fits_each_axis_and_compute_where_it_differs():
     """Synthetic index: the data axis' FLOPs are ∝ tokens (no separate FLOPs fit); the params axis is fitted
     against parameters and against FLOPs, with EBT/T++ ratios."""
-    from ebtkit.study.sweep import fit_sweep, format_fits
+    from ebtkit.study.results import fit_sweep, format_fits
     runs = []
     for model, fpt, b in (("ebt", 5.0, -0.4), ("transformer++", 1.0, -0.3)):
         for seed in (0, 1):

@@ -36,7 +36,7 @@ def add_parser(sub):
 
 
 def build_spec(args) -> dict:
-    from ..study.sweep import load_spec, merge_specs, normalise_spec, spec_from_flags
+    from ..study.spec import load_spec, merge_specs, normalise_spec, spec_from_flags
     base = load_spec(args.spec) if args.spec else {}
     flags = spec_from_flags(preset=args.preset, models=args.models, seeds=args.seeds, steps=args.steps,
                             width=args.width, depth=args.depth, batch=args.batch, sets=args.set, system=args.system)
@@ -57,7 +57,8 @@ def build_spec(args) -> dict:
 
 
 def run(args) -> int:
-    from ..study.sweep import fit_sweep, format_fits, run_sweep
+    from ..study.results import fit_sweep, format_fits
+    from ..study.sweep import run_sweep
     if args.jobs is not None and args.jobs < 1:
         raise ValueError("--jobs must be >= 1")
     spec = build_spec(args)
