@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 
 from .core.checkpoint import CheckpointError, NonFiniteError
 from .training.rundir import RunError
@@ -40,9 +42,15 @@ def build_parser() -> Parser:
     return p
 
 
+def _terminate(signum, frame):
+    raise SystemExit(128 + signum)     # unwinds like an exception: a run cleans up what it must not leave
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         return int(args._run(args) or 0)
     except KeyboardInterrupt:

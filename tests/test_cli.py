@@ -236,9 +236,7 @@ def test_generate_streams_prints_its_seed_and_repeats_with_it(tiny_run, capsys):
 
 def test_internal_errors_are_labelled_as_such(capsys, monkeypatch):
     import ebtkit.commands.presets as presets
-    monkeypatch.setattr(presets, "run", lambda args: {}["boom"])
-    from ebtkit.cli import build_parser
-    assert build_parser  # the parser binds run at build time: patch before main builds it
+    monkeypatch.setattr(presets, "run", lambda args: {}["boom"])      # main() builds its parser after this
     assert main(["presets"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("ebt: error: internal error (KeyError") and err.count("\n") == 1

@@ -78,6 +78,7 @@ def _worker(rank, port, kind, system, out):
     edist.average_gradients(model)
     if rank == 0:
         torch.save({n: p.grad.clone() for n, p in model.named_parameters()}, out)
+    dist.barrier()
     dist.destroy_process_group()
 
 
@@ -139,7 +140,7 @@ def _fit_sync_worker(rank, port, root):
 
         def loss(self, model, gen, seen=seen, real_loss=real_loss):
             out = real_loss(self, model, gen)
-            seen.setdefault("losses", []).append(float(out[0]))
+            seen.setdefault("losses", []).append(float(out[0].detach()))
             return out
 
         task.build_model, task.loss = staticmethod(build), loss
@@ -155,4 +156,5 @@ def _fit_sync_worker(rank, port, root):
         if rank == 0:
             with open(f"{root}/{name}.losses.json", "w") as f:
                 json.dump({"0": gathered[0], "1": gathered[1]}, f)
+    dist.barrier()                                   # both ranks done before the group goes away
     dist.destroy_process_group()

@@ -137,3 +137,46 @@ def test_non_finite_validation_metric_stops_the_run(tmp_path, monkeypatch):
     with pytest.raises(ckpt.NonFiniteError, match="validation val_ppl is nan at step 2"):
         train(_cfg(), tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_refused_resume_leaves_no_lock(tmp_path):
+    run = tmp_path / "run"
+    train(_cfg(), run)
+    (run / "metrics.jsonl").write_text('{"step": 1}\n{oops\n{"step": 2}\n')
+    with pytest.raises(RunError, match="metrics.jsonl:2"):
+        train(None, run, resume=True, steps=6)
+    assert not (run / ".lock").exists() and ckpt.read_state(run)["step"] == 4
+
+
+def test_a_run_killed_before_its_first_checkpoint_can_be_started_again(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text('{"step": 1, "split": "train", "loss": 5.0}\n')
+    _lock(run, os.getpid())                          # its writer still runs: refused
+    with pytest.raises(RunError, match="in use|not empty"):
+        train(_cfg(), run)
+    _lock(run, _dead_pid())                          # SIGKILLed: nothing saved, so it starts again
+    train(_cfg(), run)
+    assert ckpt.read_state(run)["step"] == 4
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    with pytest.raises(RunError, match="not empty"):         # anything else is never deleted
+        train(_cfg(), tmp_path / "other")
+
+
+@pytest.mark.slow
+def test_sigterm_unwinds_a_cli_run_and_leaves_nothing(tmp_path):
+    import signal
+    import time
+    out = tmp_path / "run"
+    p = subprocess.Popen([sys.executable, "-m", "ebtkit.cli", "train", "--preset", "tiny", "--steps", "100000",
+                          "--set", "train.save_every=100000", "--set", "train.eval_every=100000", "--out", str(out),
+                          "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    for _ in range(600):
+        if (out / "metrics.jsonl").exists():
+            break
+        time.sleep(0.1)
+    p.send_signal(signal.SIGTERM)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode != 0 and not out.exists(), err

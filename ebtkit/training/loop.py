@@ -40,7 +40,7 @@ from ..core.checkpoint import NonFiniteError
 from ..core.config import Config, parse_value
 from ..tasks import Task, get_task
 from .optim import lr_factor, make_optimizer, optimizer_step, step_generator
-from .rundir import MetricsLog, RunError, RunLock, truncate_metrics
+from .rundir import MetricsLog, RunError, RunLock, abandoned, read_metrics, truncate_metrics
 
 # keys a resumed run may change (train.steps has its own rule: see the module docstring)
 RESUMABLE = ("train.steps", "train.log_every", "train.eval_every", "train.save_every", "train.eval_batches")
@@ -103,11 +103,15 @@ def fit(task: type[Task] | str, cfg: Config | None, out: str | os.PathLike, *, r
         saved = task_cls.config_from_dict(meta["config"])
         start = int(ckpt.read_state(out).get("step", 0))
         cfg = resume_config(saved, changes, out)
+        read_metrics(out / "metrics.jsonl")          # a damaged log fails here, before anything is touched
     else:
         if cfg is None:
             raise RunError("no config given")
         if main and out.exists() and (not out.is_dir() or any(out.iterdir())):   # rank 0 owns the directory
-            raise RunError(f"run directory {out} already exists and is not empty; use --resume or another --out")
+            if not (out.is_dir() and abandoned(out)):
+                raise RunError(f"run directory {out} already exists and is not empty; use --resume or another --out")
+            for f in out.iterdir():                  # a run killed before its first checkpoint: start it again
+                f.unlink()
     if start >= cfg.train.steps:
         raise RunError(f"{out} is already at step {start} of {cfg.train.steps}; pass --steps N > {start} to continue")
 
@@ -126,11 +130,7 @@ def fit(task: type[Task] | str, cfg: Config | None, out: str | os.PathLike, *, r
     lock = RunLock(out).acquire() if main else None
     saved_any = resume
     metrics_path = out / "metrics.jsonl"
-    if main and resume:
-        truncate_metrics(metrics_path, start)
-    logger = MetricsLog(out if main else None, start)
-    bar = tqdm(total=t.steps, initial=start, unit="step", dynamic_ncols=True, file=sys.stderr, leave=False) \
-        if progress and main else None
+    logger, bar = MetricsLog(None), None
     last_eval: dict = {}
     t0 = time.time()
 
@@ -151,9 +151,14 @@ def fit(task: type[Task] | str, cfg: Config | None, out: str | os.PathLike, *, r
             saved_any = True
 
     try:
+        if main and resume:
+            truncate_metrics(metrics_path, start)
+        logger = MetricsLog(out if main else None, start)
+        bar = tqdm(total=t.steps, initial=start, unit="step", dynamic_ncols=True, file=sys.stderr, leave=False) \
+            if progress and main else None
         log(run.describe(model))
         model.train()
-        bad = torch.zeros((), dtype=torch.bool)
+        bad = torch.zeros((), dtype=torch.bool, device=next(model.parameters()).device)
         for step in range(start, t.steps):
             f = lr_factor(step, t)
             for g in opt.param_groups:
@@ -161,7 +166,7 @@ def fit(task: type[Task] | str, cfg: Config | None, out: str | os.PathLike, *, r
             gen = step_generator(t.seed, step, dist.rank())
             loss, metrics = run.loss(model, gen)
             gnorm = optimizer_step(model, loss, opt, params, t.grad_clip)
-            bad = bad | ~torch.isfinite(loss.detach()).cpu() | ~torch.isfinite(gnorm.detach()).cpu()
+            bad = bad | ~torch.isfinite(loss.detach()) | ~torch.isfinite(gnorm.detach())   # no host sync
             done = step + 1
             if done % t.log_every == 0 or done == t.steps or step == start:
                 check_finite(done, bad)

@@ -75,6 +75,20 @@ class RunLock:
             self.held = False
 
 
+def abandoned(run: Path) -> bool:
+    """True for the directory of a run that was killed before its first checkpoint: nothing in it but the
+    metrics log, TensorBoard events and a lock whose process is gone. Such a directory may be started again."""
+    names = [p.name for p in run.iterdir()]
+    if any(not (n in ("metrics.jsonl", LOCK) or n.startswith("events.out.tfevents.")) for n in names):
+        return False
+    if LOCK in names:
+        owner = RunLock(run).owner()
+        if not owner or owner.get("host") != socket.gethostname() or not isinstance(owner.get("pid"), int) \
+                or _alive(owner["pid"]):
+            return False
+    return True
+
+
 def read_metrics(path: Path) -> list[dict]:
     """The records of a ``metrics.jsonl``. A cut-off last line (a killed write) is skipped; any other bad line
     raises a RunError naming the file and line."""
