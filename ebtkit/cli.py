@@ -49,8 +49,8 @@ def _terminate(signum, frame):
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _terminate)
+    previous = signal.signal(signal.SIGTERM, _terminate) if threading.current_thread() is threading.main_thread() \
+        else None
     try:
         return int(args._run(args) or 0)
     except KeyboardInterrupt:
@@ -61,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"ebt: error: {one_line(e)}", file=sys.stderr)
         return 2
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def one_line(e: BaseException) -> str:
