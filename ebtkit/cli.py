@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import signal
 import sys
 import threading
@@ -56,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ebt: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:            # output piped into e.g. `head`, which has stopped reading
+        sys.stdout = open(os.devnull, "w")
+        return 0
     except Exception as e:  # noqa: BLE001 — every failure becomes one line unless --debug
         if getattr(args, "debug", False):
             raise
