@@ -65,12 +65,14 @@ def test_run_and_comparison_reports(sweep, tmp_path, capsys):
     assert main(["report", str(ebt), "--passage", "And God said, Let there be light: and there was light."]) == 0
     html = (ebt / "report.html").read_text()
     assert 'id="energy-passage"' in html and 'id="fig-thinking-0"' in html and "data-ce=" in html
+    assert 'id="text-samples"' in html and "<b>And God said</b>" in html and "could not generate" not in html
     out = tmp_path / "cmp.html"
-    assert main(["report", str(ebt), str(tpp), "--out", str(out)]) == 0
+    assert main(["report", str(ebt), str(tpp), "--out", str(out), "--prompt", ""]) == 0
     cmp = out.read_text()
     assert 'id="config-diff"' in cmp and "model.model" in cmp and "transformer++" in cmp
-    assert main(["report", str(tpp), "--out", str(tmp_path / "tpp.html")]) == 0
+    assert main(["report", str(tpp), "--out", str(tmp_path / "tpp.html"), "--prompt", ""]) == 0
     assert "No text EBT run here" in (tmp_path / "tpp.html").read_text()
+    assert 'id="text-samples"' not in cmp
 
 
 def test_report_bad_input_is_one_line(tmp_path, capsys):

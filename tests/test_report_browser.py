@@ -167,6 +167,7 @@ PROBE = r"""
     passageRect: document.querySelector('#energy-passage') ? abs(document.querySelector('#energy-passage')) : null,
     height: document.documentElement.scrollHeight, width: document.documentElement.scrollWidth,
     scripts: document.scripts.length,
+    textSamples: document.querySelectorAll('#text-samples pre.sample').length,
   });
 })()
 """
@@ -260,6 +261,7 @@ def test_sweep_report_in_headless_chromium(tmp_path_factory):
         assert frac > 0.01 and std > 0.02, (f["id"], frac, std)          # something drawn, not a blank box
 
     assert probe["slopeRows"] >= 3 and "ebt" in probe["slopeText"] and "transformer++" in probe["slopeText"]
+    assert probe["textSamples"] == 2                        # generated text of the best EBT and Transformer++
     assert probe["passageTokens"] >= 20
     assert probe["passageColours"] >= 5                     # coloured by energy, not one flat colour
     assert probe["passageTitles"] == probe["passageTokens"]  # every token has its CE on hover

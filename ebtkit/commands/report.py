@@ -16,18 +16,21 @@ def add_parser(sub):
     p.add_argument("--metric", default="val_ppl", choices=["val_ppl", "ood_ppl", "val_loss"],
                    help="sweeps: the fitted metric (default val_ppl, as the paper)")
     p.add_argument("--passage", default=None, help="text for the per-token energy view (default: Genesis 1:1-2)")
+    p.add_argument("--prompt", default=None, help="prompt for the generated text samples (default 'And God said'; "
+                   "'' for none)")
     p.add_argument("--think-steps", type=int, default=None, help="thinking steps for the energy view (default: as trained)")
     p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
     return p
 
 
 def run(args) -> int:
-    from ..study.report import PASSAGE, make_report
+    from ..study.report import PASSAGE, PROMPT, make_report
     if args.resamples < 100:
         raise ValueError("--resamples must be >= 100")
     if args.think_steps is not None and args.think_steps < 1:
         raise ValueError("--think-steps must be >= 1")
     out = make_report(args.paths, args.out, metric=args.metric, passage=args.passage or PASSAGE,
-                      steps=args.think_steps, resamples=args.resamples)
+                      steps=args.think_steps, resamples=args.resamples,
+                      prompt=PROMPT if args.prompt is None else args.prompt)
     print(f"report: {out}")
     return 0

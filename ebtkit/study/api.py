@@ -89,6 +89,23 @@ def energy_passage(run: str | Path, text: str, *, steps: int | None = None, seed
     return {"pieces": pieces, "energy": energy, "ce": ce, "steps": steps, "context": ctx}
 
 
+def text_sample(run: str | Path, prompt: str, *, max_new_tokens: int = 120, seed: int = 0,
+                timeout: float = 300) -> str:
+    """A greedy continuation of ``prompt`` by a text run, from ``ebt generate`` in a subprocess (the CLI is the
+    contract; ``OMP_NUM_THREADS=1``). Returns the continuation only; raises ``RuntimeError`` on failure."""
+    import os
+    import subprocess
+    import sys
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "ebtkit.cli", "generate", str(run), "--prompt", prompt,
+           "--max-new-tokens", str(max_new_tokens), "--seed", str(seed)]
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+    if res.returncode != 0:
+        raise RuntimeError((res.stderr.strip().splitlines() or ["ebt generate failed"])[-1])
+    out = res.stdout.rstrip("\n")
+    return out[len(prompt):] if out.startswith(prompt) else out
+
+
 def versions() -> dict:
     import ebtkit
     return {"ebtkit": getattr(ebtkit, "__version__", "?")}

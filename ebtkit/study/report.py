@@ -30,6 +30,7 @@ from .spec import INDEX, X_LABELS
 from .plots import plot_denoise, plot_learning_curves, plot_scaling, plot_thinking
 from .sweep import environment
 
+PROMPT = "And God said"
 PASSAGE = ("In the beginning God created the heaven and the earth. And the earth was without form, and void; "
            "and darkness was upon the face of the deep. And the Spirit of God moved upon the face of the waters.")
 MAX_PNG_BYTES = 1_500_000
@@ -50,7 +51,7 @@ border:1px solid #ddd;padding:8px;background:#fff}
 .passage span.tok{border-radius:2px;padding:1px 0}.passage span.tok:hover{outline:2px solid #000}
 .legend span{display:inline-block;width:22px;height:12px}
 pre{background:#f6f6f6;padding:8px;overflow:auto;font-size:12px;max-height:420px}
-nav a{margin-right:12px}
+nav a{margin-right:12px}pre.sample{white-space:pre-wrap;max-height:none;background:#fff;border:1px solid #ddd}
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(480px,1fr));gap:8px}.grid figure{margin:4px 0}
 """
 
@@ -278,8 +279,26 @@ def _thinking_section(runs: list[dict]) -> str:
     return "".join(parts)
 
 
-def _samples_section(runs: list[dict]) -> str:
+def _text_samples(runs: list[dict], prompt: str | None) -> str:
+    """Greedy continuations of ``prompt`` by the best text run of each model (``ebt generate``)."""
+    if not prompt:
+        return ""
     parts = []
+    for r in _best_per_model([r for r in runs if r["task"] == "text"]):
+        try:
+            text = api.text_sample(r["dir"], prompt)
+            body = f'<b>{_esc(prompt)}</b>{_esc(text)}'
+        except Exception as e:  # noqa: BLE001 — shown on the page, the rest still renders
+            body = f'<i>could not generate: {_esc(e)}</i>'
+        parts.append(f'<h3>{_esc(r["name"])} ({_esc(r["model"])})</h3><pre class="sample">{body}</pre>')
+    if not parts:
+        return ""
+    return ('<div id="text-samples"><p class="note">Greedy continuations (<code>ebt generate RUN --prompt ... '
+            '--max-new-tokens 120</code>; the EBT at its trained thinking steps).</p>' + "".join(parts) + "</div>")
+
+
+def _samples_section(runs: list[dict], prompt: str | None) -> str:
+    parts = [_text_samples(runs, prompt)]
     k = 0
     for r in runs:
         for p in r["pngs"]:
@@ -299,7 +318,7 @@ def _page(title: str, subtitle: str, sections: list[tuple[str, str, str]]) -> st
 
 
 def sweep_report(path: Path, *, metric: str = "val_ppl", passage: str = PASSAGE, steps: int | None = None,
-                 resamples: int = 2000) -> str:
+                 resamples: int = 2000, prompt: str | None = None) -> str:
     from .fit import FLAG_TEXT, describe
     idx = load_index(path)
     done = [rec for rec in idx["runs"] if rec.get("status") == "done"]
@@ -360,14 +379,15 @@ def sweep_report(path: Path, *, metric: str = "val_ppl", passage: str = PASSAGE,
                 ("runs", "Runs", runs_table),
                 ("thinking", "Perplexity or error vs NFEs per inference policy", _thinking_section(runs)),
                 ("energy", "Per-token energy of a passage", _energy_section(runs, passage, steps)),
-                ("samples", "Samples (the best run of each model)", _samples_section(_best_per_model(runs))),
+                ("samples", "Samples (the best run of each model)", _samples_section(_best_per_model(runs), prompt)),
                 ("config", "Config", "<h3>sweep spec</h3>" + _pre(spec) + f"<h3>resolved config of {_esc(runs[0]['name']) if runs else '–'}"
                  "</h3>" + _pre(cfg)),
                 ("environment", "Environment", env_html(idx.get("env")))]
     return _page(f"ebtkit sweep report: {spec['name']}", subtitle, sections)
 
 
-def runs_report(paths: list[Path], *, passage: str = PASSAGE, steps: int | None = None) -> str:
+def runs_report(paths: list[Path], *, passage: str = PASSAGE, steps: int | None = None,
+                prompt: str | None = None) -> str:
     runs = []
     for p in paths:
         if api.run_config(p) is None:
@@ -387,7 +407,7 @@ def runs_report(paths: list[Path], *, passage: str = PASSAGE, steps: int | None 
     sections = [("curves", "Learning curves", curves), ("eval", "Evaluation", eval_table(runs)),
                 ("thinking", "Perplexity or error vs NFEs per inference policy", _thinking_section(runs)),
                 ("energy", "Per-token energy of a passage", _energy_section(runs, passage, steps)),
-                ("samples", "Samples", _samples_section(runs)),
+                ("samples", "Samples", _samples_section(runs, prompt)),
                 ("config", "Config", cfgs), ("environment", "Environment", env_html(None))]
     subtitle = " · ".join(f"<code>{_esc(r['dir'])}</code> ({_esc(r['model'])})" for r in runs)
     return _page(title, subtitle, sections)
