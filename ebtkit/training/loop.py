@@ -94,7 +94,7 @@ def fit(task: type[Task] | str, cfg: Config | None, out: str | os.PathLike, *, r
     dist.init_from_env()
     main = dist.is_main()
     log = log if main else (lambda *a, **k: None)          # rank 0 speaks and writes
-    start, ckpt_dir = 0, None
+    start, ckpt_dir, restart = 0, None, False
     if resume:
         meta = ckpt.read_config(out)
         if meta["task"] != task_cls.name:
@@ -110,8 +110,7 @@ def fit(task: type[Task] | str, cfg: Config | None, out: str | os.PathLike, *, r
         if main and out.exists() and (not out.is_dir() or any(out.iterdir())):   # rank 0 owns the directory
             if not (out.is_dir() and abandoned(out)):
                 raise RunError(f"run directory {out} already exists and is not empty; use --resume or another --out")
-            for f in out.iterdir():                  # a run killed before its first checkpoint: start it again
-                f.unlink()
+            restart = True                           # a run killed before its first checkpoint: start it again
     if start >= cfg.train.steps:
         raise RunError(f"{out} is already at step {start} of {cfg.train.steps}; pass --steps N > {start} to continue")
 
@@ -128,6 +127,10 @@ def fit(task: type[Task] | str, cfg: Config | None, out: str | os.PathLike, *, r
     # removes what this run created)
     existed = out.exists()
     lock = RunLock(out).acquire() if main else None
+    if restart:
+        for f in out.iterdir():
+            if f.name != lock.path.name:
+                f.unlink()
     saved_any = resume
     metrics_path = out / "metrics.jsonl"
     logger, bar = MetricsLog(None), None
