@@ -57,15 +57,18 @@ def test_gradient_of_sum_is_per_position_gradient():
         assert g_r[:, [k for k in range(8) if k != r]].abs().max() == 0
 
 
-def test_zero_initialised_head_makes_the_first_step_the_identity():
-    """At init E ≡ 0, so thinking leaves the candidate unchanged and training starts at CE(ŷ_0) for any α;
-    the energy head alone receives a (second-order) gradient on the first step."""
-    m = tiny_model(random_head=False, alpha=500.0)
+@pytest.mark.parametrize("update", ["code", "logits", "mirror"])
+def test_zero_initialised_head_makes_the_first_step_the_identity(update):
+    """At init E ≡ 0, so thinking leaves the distribution where it was (``logits``/``mirror``: the same logits;
+    ``code``: each step restarts from ``p = softmax(ŷ)``) for any α; the energy head alone receives a
+    (second-order) gradient on the first step."""
+    m = tiny_model(random_head=False, alpha=500.0, update=update)
     x = torch.randint(0, 13, (2, 8))
     y0 = torch.randn(2, 8, 13, dtype=torch.float64)
     assert m.energy(x, y0).abs().max() == 0
     tr = think(m.energy_fn(x), y0, steps=3, alpha=m.step_size())
-    torch.testing.assert_close(tr.final, y0, rtol=0, atol=0)
+    want = y0 if update != "code" else torch.softmax(torch.softmax(torch.softmax(y0, -1), -1), -1)
+    torch.testing.assert_close(tr.final, want, rtol=0, atol=1e-15)
     loss, _, _ = ebt_text_loss(m, torch.randint(0, 13, (2, 9)), ThinkingConfig(steps=2), torch.Generator().manual_seed(0))
     loss.backward()
     assert m.head.weight.grad.abs().sum() > 0

@@ -132,3 +132,55 @@ def test_langevin_noise_reproducible_through_generator():
     assert not torch.allclose(run(1), run(2))
     plain = think(quad(c), torch.ones(2, 4), steps=3, alpha=0.5).final
     assert not torch.allclose(run(1), plain)
+
+
+# ----------------------------------------------------------------------------------- candidate update rules
+def _linear(c):
+    """E(u) = ⟨c, u⟩ per row: ∇_u E = c, whatever u is."""
+    return lambda u, l: (u * c).sum(-1)
+
+
+@pytest.mark.parametrize("rule", ["code", "logits", "mirror"])
+def test_text_update_rules_exactly(rule):
+    """code: ŷ' = p − α c;  mirror: ŷ' = ŷ − α c;  logits: ŷ' = ŷ − α p⊙(c − ⟨p, c⟩) (the softmax Jacobian)."""
+    from ebtkit.core.thinking import text_update
+    c = torch.randn(3, 7, dtype=torch.float64)
+    y0 = torch.randn(3, 7, dtype=torch.float64)
+    tr = think(_linear(c), y0, steps=1, alpha=0.7, update=text_update(rule))
+    p = torch.softmax(y0, -1)
+    want = {"code": p - 0.7 * c, "mirror": y0 - 0.7 * c,
+            "logits": y0 - 0.7 * p * (c - (p * c).sum(-1, keepdim=True))}[rule]
+    torch.testing.assert_close(tr.final, want, rtol=0, atol=1e-12)
+
+
+def test_code_rule_takes_the_softmax_after_the_langevin_noise():
+    from ebtkit.core.thinking import text_update
+    c = torch.randn(2, 5, dtype=torch.float64)
+    y0 = torch.randn(2, 5, dtype=torch.float64)
+    tr = think(_linear(c), y0, steps=1, alpha=0.3, langevin_sigma=0.8, generator=torch.Generator().manual_seed(3),
+               update=text_update("code"))
+    noise = torch.randn(y0.shape, generator=torch.Generator().manual_seed(3)).to(torch.float64) * 0.8
+    torch.testing.assert_close(tr.final, torch.softmax(y0 + noise, -1) - 0.3 * c, rtol=0, atol=1e-12)
+
+
+def test_bound_energy_carries_its_rule_and_refuses_a_contradiction():
+    from ebtkit.core.thinking import BoundEnergy, text_update
+    c = torch.randn(2, 5, dtype=torch.float64)
+    y0 = torch.randn(2, 5, dtype=torch.float64)
+    fn = BoundEnergy(_linear(c), text_update("mirror"))
+    torch.testing.assert_close(think(fn, y0, steps=1, alpha=1.0).final, y0 - c, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="contradicts"):
+        think(fn, y0, steps=1, alpha=1.0, update=text_update("code"))
+    with pytest.raises(ValueError, match="unknown update"):
+        text_update("sgd")
+
+
+def test_early_stop_keeps_a_settled_candidate_under_the_code_rule():
+    """A settled prediction keeps its candidate logits; under the restart-at-p rule it must not be replaced by
+    its softmax (which would flatten it a little more at every idle step)."""
+    from ebtkit.core.thinking import text_update
+    y0 = torch.randn(2, 5, dtype=torch.float64)
+    const = lambda u, l: (u * 0).sum(-1) + 1.0      # noqa: E731  ∇E = 0 and ΔE = 0: settles after one step
+    tr = think(const, y0, steps=4, alpha=1.0, tol=0.5, update=text_update("code"))
+    torch.testing.assert_close(tr.final, torch.softmax(y0, -1), rtol=0, atol=1e-12)
+    assert tr.nfe.tolist() == [2, 2]
