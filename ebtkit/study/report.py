@@ -29,6 +29,7 @@ from .results import fit_sweep, load_index
 from .spec import INDEX, X_LABELS
 from .plots import plot_denoise, plot_learning_curves, plot_scaling, plot_thinking
 from .sweep import environment
+from ..core.config import flatten
 
 PROMPT = "And God said"
 PASSAGE = ("In the beginning God created the heaven and the earth. And the earth was without form, and void; "
@@ -398,7 +399,7 @@ def runs_report(paths: list[Path], *, passage: str = PASSAGE, steps: int | None 
                     "(perplexity, or PSNR for denoising) vs examples seen (metrics.jsonl)", "fig-curves-0")
     cfgs = "".join(f"<h3>{_esc(r['name'])}</h3>" + _pre(r["config"]) for r in runs)
     if len(runs) > 1:
-        flat = [_flatten(r["config"]) for r in runs]
+        flat = [flatten(r["config"]) for r in runs]
         keys = sorted(k for k in set().union(*flat) if len({json.dumps(f.get(k)) for f in flat}) > 1)
         diff = ('<table id="config-diff"><tr><th class="l">key</th>' + "".join(f'<th class="l">{_esc(r["name"])}</th>' for r in runs)
                 + "</tr>" + "".join(f'<tr><td class="l">{_esc(k)}</td>' + "".join(f'<td class="l">{_esc(f.get(k))}</td>' for f in flat)
@@ -411,16 +412,6 @@ def runs_report(paths: list[Path], *, passage: str = PASSAGE, steps: int | None 
                 ("config", "Config", cfgs), ("environment", "Environment", env_html(None))]
     subtitle = " · ".join(f"<code>{_esc(r['dir'])}</code> ({_esc(r['model'])})" for r in runs)
     return _page(title, subtitle, sections)
-
-
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 def make_report(paths: list[str | Path], out: str | Path | None = None, **kw) -> Path:

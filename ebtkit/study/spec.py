@@ -29,6 +29,8 @@ import json
 import os
 from pathlib import Path
 
+from ..core.config import flatten
+
 SHORT_KEYS = {"steps": "train.steps", "batch_size": "train.batch_size", "d_model": "model.d_model",
               "n_layers": "model.n_layers", "n_heads": "model.n_heads", "lr": "train.lr",
               "context": "model.context"}
@@ -79,17 +81,6 @@ def _list(v, what: str) -> list:
     return v
 
 
-def _flat(d: dict, prefix: str = "") -> dict:
-    """``{"train": {"warmup": 2}}`` (TOML's unquoted dotted keys) → ``{"train.warmup": 2}``."""
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def normalise_spec(spec: dict) -> dict:
     """Defaults filled in, short keys expanded, every field checked (one-line ``ValueError`` otherwise)."""
     if not isinstance(spec, dict):
@@ -100,7 +91,7 @@ def normalise_spec(spec: dict) -> dict:
     out = {"name": str(spec.get("name", "sweep")), "preset": str(spec.get("preset", "cpu")),
            "system": spec.get("system"), "models": [str(m) for m in _list(spec.get("models", ["ebt", "transformer++"]), "models")],
            "seeds": [int(s) for s in _list(spec.get("seeds", [0]), "seeds")],
-           "set": _flat(dict(spec.get("set", {}))), "jobs": int(spec.get("jobs", 1)), "flops": bool(spec.get("flops", True))}
+           "set": flatten(dict(spec.get("set", {}))), "jobs": int(spec.get("jobs", 1)), "flops": bool(spec.get("flops", True))}
     if spec.get("out"):
         out["out"] = str(spec["out"])
     for m in out["models"]:
@@ -139,7 +130,7 @@ def _normalise_axis(name: str, ax: dict) -> dict:
         pts = _list(ax.pop("points"), f"axis {name!r} points")
         if not all(isinstance(p, dict) for p in pts):
             raise ValueError(f"sweep spec: axis {name!r} points must be tables of overrides")
-        points = [{SHORT_KEYS.get(k, k): v for k, v in _flat(p).items()} for p in pts]
+        points = [{SHORT_KEYS.get(k, k): v for k, v in flatten(p).items()} for p in pts]
         key = None
     else:
         if len(ax) != 1:
