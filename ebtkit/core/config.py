@@ -22,10 +22,12 @@ import typing
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar
 
+from .thinking import TEXT_UPDATES
+
 MODEL_NAMES = ("ebt", "transformer++")
 STEP_CONDS = ("stream", "token", "none")
 CANDIDATE_PROJS = ("linear", "tied")
-UPDATES = ("code", "logits", "mirror")     # see ebtkit.core.thinking.TEXT_UPDATES
+UPDATES = tuple(TEXT_UPDATES)             # the rule names are defined once, beside think()
 INITS = ("normal", "zeros")
 SYSTEMS = ("s1", "s2")
 
