@@ -152,7 +152,7 @@ def think_text(model, tokens: torch.Tensor, steps: int | None = None, *, alpha: 
     """
     policy = Policy(steps=steps if steps is not None else DEFAULT_STEPS, alpha=alpha, alpha_mult=alpha_mult,
                     samples=samples, select=select, accept_lower=accept_lower, tol=tol, langevin_sigma=langevin_sigma)
-    model._check(tokens)
+    model.check_observed(tokens)
     if reference and (rows is not None or cache is not None):
         raise ValueError("reference=True thinks about every position; it takes no rows or cache")
     if rows is None and cache is None:

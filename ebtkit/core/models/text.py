@@ -1,80 +1,27 @@
 """Autoregressive text models: the text EBT and the Transformer++ baseline, from one block stack.
 
-Text EBT (Gladstone et al., 2025, §3 and App. C.3). Notation: B batch, S context length, V vocabulary,
-D width, L layers, P = number of prefix tokens in the context stream (1 with the paper's step token, else 0).
+Text EBT (Gladstone et al., 2025, §3 and App. C.3). Notation: B batch, S context length, V vocabulary, D width.
 
 * Candidate ``ŷ[r]`` (B×S×V logits) is the guess for token ``x[r+1]``; each step embeds ``softmax(ŷ)``
   with ``Linear(V, D)`` (or ``p @ token_embedding.weight``).
-* Sequence ``[observed ; predictions]``. Leak-free attention: observed i sees observed 0..i; prediction r
-  sees observed 0..r **and itself only**. RoPE: observed i at position i, prediction r at r+1 (shifted by P).
-* Energy: final RMSNorm → ``Linear(D, 1, bias=False)`` on the prediction stream → B×S.
-* Step conditioning (``step_cond``): ``"stream"`` (default) adds a step embedding to the prediction stream
-  only; ``"token"`` is the paper's prepended step token seen by every position; ``"none"``.
-
-Two exact implementations of the same energy:
-
-* ``energy_reference``: one masked attention over the full ``P + 2S`` sequence (the paper's layout).
-* ``encode_context`` + ``energy_cached`` (the default): the observed stream never attends to a prediction,
-  so its per-layer keys/values are computed once per batch (per landscape when the step token conditions
-  it) and every thinking step runs only the S prediction positions against them: prediction r attends to
-  cached keys ``0..r+P`` plus itself — at most an S×(S+P) score matrix (computed in row blocks that skip the
-  masked upper-right blocks) plus a diagonal, no (2S)² matrix. The same cache, grown one token at a time, is
-  the KV cache for generation (:mod:`ebtkit.eval.generate`; speed in ``docs/speed.md``).
+* Everything else — the leak-free ``[observed ; predictions]`` attention, RoPE placement, step conditioning,
+  the reference and the cached-context energies, ``energy_fn`` and ``think`` — is the shared autoregressive EBT
+  (:mod:`ebtkit.core.models.autoregressive`), which the continuous sequence EBT uses too.
 """
 from __future__ import annotations
-
-import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..config import ModelConfig
-from ..nn import Backbone, Rope, attention, causal_mask
+from ..nn import Backbone, Rope
 from ..nn.blocks import init_linear_xavier
-from ..nn.prediction_attention import (DEFAULT_BLOCK, CausalPlan, causal_prediction_attention,
-                                      prediction_attention, visible_to_bias)
-from ..recipe import landscape_schedule, think_with_energy
-from ..thinking import BoundEnergy, StepSize, text_update
+from ..thinking import StepSize, text_update
+from .autoregressive import AutoregressiveEBT, CausalTransformer, ContextCache
 
-
-@dataclass
-class ContextCache:
-    """Per-layer keys/values of the observed stream (each ``(B, H, T, hd)``), ``T = P + observed tokens``.
-
-    ``landscape`` is set when the step token (``P = 1``) makes the cache specific to one landscape.
-    """
-
-    keys: list[torch.Tensor]
-    values: list[torch.Tensor]
-    prefix: int
-    landscape: int | None = None
-
-    @property
-    def length(self) -> int:
-        return self.keys[0].shape[2]
-
-
-def _write_rows(past: torch.Tensor, new: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """Grow a cache ``past`` (B,H,T,hd) by one slot and write ``new`` (B,H,1,hd) at slot ``index[b] ≤ T`` per row.
-
-    Ragged batches are right-padded and every row writes at its own position: slots after a row's last token
-    hold stale values that the row's masks never read, and are overwritten as the row grows.
-    """
-    B, H, T, hd = past.shape
-    grown = torch.cat([past, past.new_zeros(B, H, 1, hd)], 2)                  # B,H,T+1,hd
-    return grown.scatter(2, index.view(B, 1, 1, 1).expand(B, H, 1, hd), new)
-
-
-def _count(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
-
-
-class TextEBT(nn.Module):
+class TextEBT(AutoregressiveEBT):
     """Energy-Based Transformer over text. ``forward`` = ``energy``."""
-
-    attn_block: int | None = DEFAULT_BLOCK   # rows per block of the cached-path attention (None = dense)
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -96,26 +43,9 @@ class TextEBT(nn.Module):
         if self.step_emb is not None:
             nn.init.normal_(self.step_emb.weight, std=0.02)
 
-    # ------------------------------------------------------------------ helpers
-    @property
-    def prefix(self) -> int:
-        return 1 if self.cfg.step_cond == "token" else 0
-
-    def non_embedding_params(self) -> int:
-        """Parameters of the shared block stack (blocks + final norm), the paper's "non-embedding" count."""
-        return _count(self.backbone)
-
-    def _landscape(self, landscape: int) -> int:
-        if not 0 <= landscape < self.cfg.n_landscapes:
-            raise ValueError(f"landscape {landscape} out of range [0, {self.cfg.n_landscapes})")
-        return landscape
-
-    def _context_embed(self, tokens: torch.Tensor, landscape: int) -> torch.Tensor:
-        h = self.tok_emb(tokens)                                                # B,S,D
-        if self.cfg.step_cond == "token":
-            st = self.step_emb.weight[self._landscape(landscape)]               # D
-            h = torch.cat([st.expand(h.shape[0], 1, -1), h], dim=1)             # B,1+S,D
-        return h
+    # ------------------------------------------------------------------ the text modality
+    def embed_observed(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.tok_emb(tokens)
 
     def embed_candidates(self, candidates: torch.Tensor, landscape: int, probs: bool = False) -> torch.Tensor:
         """softmax(ŷ) → D (B×R×V → B×R×D), plus the step embedding in ``"stream"`` mode.
@@ -124,169 +54,22 @@ class TextEBT(nn.Module):
         with a simplex update rule), so no softmax is applied."""
         p = candidates if probs else torch.softmax(candidates, dim=-1)
         z = self.cand_proj(p) if self.cand_proj is not None else p @ self.tok_emb.weight
-        if self.cfg.step_cond == "stream":
-            z = z + self.step_emb.weight[self._landscape(landscape)]
-        return z
+        return self.step_embedding(z, landscape)
 
-    def _check(self, tokens: torch.Tensor, candidates: torch.Tensor | None = None) -> None:
+    def check_observed(self, tokens: torch.Tensor) -> None:
         if tokens.dim() != 2:
             raise ValueError(f"tokens must be (B, S), got {tuple(tokens.shape)}")
-        if candidates is not None and (candidates.dim() != 3 or candidates.shape[:2] != tokens.shape
-                                       or candidates.shape[2] != self.cfg.vocab_size):
-            raise ValueError(f"candidates must be (B, S, V={self.cfg.vocab_size}) matching tokens "
-                             f"{tuple(tokens.shape)}, got {tuple(candidates.shape)}")
 
-    # ------------------------------------------------------------------ reference path
-    def energy_reference(self, tokens: torch.Tensor, candidates: torch.Tensor, landscape: int = 0,
-                         probs: bool = False) -> torch.Tensor:
-        """Energies (B×S) from one masked attention over the full ``[prefix ; observed ; predictions]`` sequence.
-        ``candidates`` are logits, or distributions with ``probs=True``."""
-        self._check(tokens, candidates)
-        B, S = tokens.shape
-        P, dev = self.prefix, tokens.device
-        ctx = self._context_embed(tokens, landscape)                            # B,P+S,D
-        h = torch.cat([ctx, self.embed_candidates(candidates, landscape, probs)], 1)   # B,P+2S,D
-        T = P + S
-        pos = torch.cat([torch.arange(T, device=dev), torch.arange(S, device=dev) + P + 1])
-        mask = torch.zeros(T + S, T + S, dtype=torch.bool, device=dev)
-        mask[:T, :T] = causal_mask(T, dev)                                      # observed: causal
-        r = torch.arange(S, device=dev)
-        mask[T:, :T] = torch.arange(T, device=dev)[None, :] <= (r[:, None] + P)  # prediction r: keys 0..r+P
-        mask[T + r, T + r] = True                                               # ... and itself only
-        cos, sin = self.rope(pos, h.dtype)
-        for blk in self.backbone.blocks:
-            h = blk(h, cos, sin, lambda q, k, v: attention(q, k, v, mask))
-        return self.head(self.backbone.norm(h[:, T:])).squeeze(-1)              # B,S
+    def check_candidates(self, candidates: torch.Tensor, tokens: torch.Tensor | None = None) -> None:
+        V = self.cfg.vocab_size
+        if candidates.dim() != 3 or candidates.shape[2] != V:
+            raise ValueError(f"candidates must be (B, S, V={V}) logits, got {tuple(candidates.shape)}")
+        if tokens is not None and candidates.shape[:2] != tokens.shape:
+            raise ValueError(f"candidates must be (B, S, V={V}) matching tokens {tuple(tokens.shape)}, "
+                             f"got {tuple(candidates.shape)}")
 
-    # ------------------------------------------------------------------ fast (cached-context) path
-    def encode_context(self, tokens: torch.Tensor, landscape: int = 0, cache: ContextCache | None = None,
-                       positions: torch.Tensor | None = None) -> ContextCache:
-        """Keys/values of the observed stream at every layer; computed once, reused by every thinking step.
-
-        With ``cache`` given, ``tokens`` (B×n) are appended to it (generation): the new tokens attend to the
-        cached keys and causally to each other, exactly as in a full recomputation. With ``positions`` (B,)
-        as well, ``tokens`` is (B×1) and row b's token is observed token ``positions[b]`` of that row
-        (ragged, right-padded batches): the cache grows by one slot and each row writes at its own slot.
-        """
-        if tokens.dim() != 2:
-            raise ValueError(f"tokens must be (B, S), got {tuple(tokens.shape)}")
-        if positions is not None and (cache is None or tokens.shape[1] != 1
-                                      or tuple(positions.shape) != (tokens.shape[0],)):
-            raise ValueError("positions (B,) appends one token per row to a cache: tokens must be (B, 1)")
-        if cache is None:
-            h = self._context_embed(tokens, landscape)
-            start, prefix = 0, self.prefix
-            tag = landscape if prefix else None
-        else:
-            h, start, prefix, tag = self.tok_emb(tokens), cache.length, cache.prefix, cache.landscape
-        B, T = h.shape[:2]
-        mask = None
-        if positions is None:
-            pos = torch.arange(start, start + T, device=h.device)
-            cos, sin = self.rope(pos, h.dtype)
-            if cache is not None:
-                mask = torch.arange(start + T, device=h.device)[None, :] <= pos[:, None]   # T × (start+T)
-        else:
-            pos = positions + prefix                                            # (B,) slot = RoPE position
-            cos, sin = (t.view(B, 1, 1, -1) for t in self.rope(pos, h.dtype))
-            mask = (torch.arange(start + 1, device=h.device)[None, :] <= pos[:, None])[:, None, None]  # B,1,1,T+1
-        keys, values = [], []
-        last = len(self.backbone.blocks) - 1
-        for i, blk in enumerate(self.backbone.blocks):
-            q, k, v = blk.attn.qkv(blk.attn_norm(h), cos, sin)
-            if positions is not None:
-                k, v = _write_rows(cache.keys[i], k, pos), _write_rows(cache.values[i], v, pos)
-            elif cache is not None:
-                k = torch.cat([cache.keys[i], k], 2)
-                v = torch.cat([cache.values[i], v], 2)
-            keys.append(k)
-            values.append(v)
-            if i == last:
-                break   # the observed stream's last-layer output feeds nothing: skip it
-            if cache is None:
-                o = attention(q, k, v, None, is_causal=True)
-            else:
-                o = attention(q, k, v, mask)
-            h = h + blk.attn.out(o)
-            h = h + blk.mlp(blk.mlp_norm(h))
-        return ContextCache(keys, values, prefix, tag)
-
-    def energy_cached(self, cache: ContextCache, candidates: torch.Tensor, landscape: int = 0,
-                      rows: torch.Tensor | None = None, probs: bool = False) -> torch.Tensor:
-        """Energies (B×R) of candidates (B×R×V logits, or distributions with ``probs=True``) against a context cache.
-
-        ``rows`` (R,) or (B, R): the observed index r each prediction follows (it predicts token r+1);
-        default ``0..R-1``. Prediction r attends to cached keys ``0..r+P`` and to itself
-        (:mod:`ebtkit.core.nn.prediction_attention`; the default rows use the blocked kernel, ``attn_block`` rows
-        per block, ``None`` = dense).
-        """
-        B, R, V = candidates.shape
-        if V != self.cfg.vocab_size:
-            raise ValueError(f"candidates must have V={self.cfg.vocab_size} logits, got {V}")
-        dev = candidates.device
-        contiguous = rows is None
-        if contiguous:
-            rows = torch.arange(R, device=dev)
-        if cache.landscape is not None and cache.landscape != landscape:
-            raise ValueError(f"this context cache holds the step token of landscape {cache.landscape}, "
-                             f"not {landscape}")
-        P, Tc = cache.prefix, cache.length
-        pos = rows + P + 1                                                      # (R,) or (B,R)
-        cos, sin = self.rope(pos.reshape(-1), candidates.dtype)
-        if pos.dim() == 2:
-            cos, sin = cos.view(B, 1, R, -1), sin.view(B, 1, R, -1)
-        scale = 1.0 / math.sqrt(self.cfg.d_model // self.cfg.n_heads)
-        if contiguous:   # training layout: row r sees keys 0..r+P → blocked kernel, masked blocks skipped
-            plan = CausalPlan(R, Tc, P, candidates.dtype, dev, self.attn_block)
-            attend = lambda q, k, v, i: causal_prediction_attention(  # noqa: E731
-                q, cache.keys[i], cache.values[i], k, v, plan, scale)
-        else:            # arbitrary rows (generation, ragged batches): dense kernel, (R,Tc) or (B,1,R,Tc) bias
-            visible = torch.arange(Tc, device=dev) <= (rows + P)[..., None]
-            bias = visible_to_bias(visible if visible.dim() == 2 else visible[:, None], candidates.dtype)
-            attend = lambda q, k, v, i: prediction_attention(  # noqa: E731
-                q, cache.keys[i], cache.values[i], k, v, bias, scale)
-        h = self.embed_candidates(candidates, landscape, probs)                 # B,R,D
-        for i, blk in enumerate(self.backbone.blocks):
-            q, k, v = blk.attn.qkv(blk.attn_norm(h), cos, sin)                  # B,H,R,hd
-            h = h + blk.attn.out(attend(q, k, v, i))
-            h = h + blk.mlp(blk.mlp_norm(h))
-        return self.head(self.backbone.norm(h)).squeeze(-1)                     # B,R
-
-    # ------------------------------------------------------------------ public API
-    def energy(self, tokens: torch.Tensor, candidates: torch.Tensor, landscape: int = 0,
-               reference: bool = False) -> torch.Tensor:
-        """Energies ``B×S``: prediction r scores candidate ``ŷ[r]`` for token ``x[r+1]`` given ``x[0..r]``."""
-        self._check(tokens, candidates)
-        if reference:
-            return self.energy_reference(tokens, candidates, landscape)
-        return self.energy_cached(self.encode_context(tokens, landscape), candidates, landscape)
-
-    forward = energy
-
-    def energy_fn(self, tokens: torch.Tensor, reference: bool = False, cache: ContextCache | None = None,
-                  rows: torch.Tensor | None = None):
-        """Bind a context: returns ``f(p, landscape) -> energies`` for :func:`ebtkit.think` with
-        ``update=self.update``: ``p`` are distributions (B×R×V; the update rule applies the softmax).
-
-        The context stream is encoded lazily once per landscape (once in total unless the step token
-        conditions the context) and reused by every thinking step. ``cache``: an already-encoded context, or
-        a dict ``{landscape: ContextCache}`` when the step token makes the cache landscape-specific.
-        """
-        if reference:
-            return BoundEnergy(lambda y, l: self.energy_reference(tokens, y, l, probs=True), self.update)
-        caches: dict[int, ContextCache] = {}
-        shared = self.cfg.step_cond != "token"
-
-        def fn(y: torch.Tensor, landscape: int) -> torch.Tensor:
-            if cache is not None:
-                c = cache[landscape if not shared else 0] if isinstance(cache, dict) else cache
-                return self.energy_cached(c, y, landscape, rows, probs=True)
-            key = 0 if shared else landscape
-            if key not in caches:
-                caches[key] = self.encode_context(tokens, landscape)
-            return self.energy_cached(caches[key], y, landscape, rows, probs=True)
-
-        return BoundEnergy(fn, self.update)
+    def initial_candidates(self, tokens: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        return self.init_candidates(tuple(tokens.shape), generator)
 
     def init_candidates(self, shape: tuple[int, ...], generator: torch.Generator | None = None,
                         dtype: torch.dtype | None = None) -> torch.Tensor:
@@ -300,28 +83,8 @@ class TextEBT(nn.Module):
                         device=dev if generator is None else generator.device, dtype=dtype or w.dtype)
         return y.to(dev) * self.cfg.init_scale
 
-    def think(self, tokens: torch.Tensor, steps: int = 2, *, alpha: float | None = None, samples: int = 1,
-              select: str = "min", accept_lower: bool = False, tol: float | None = None,
-              langevin_sigma: float = 0.0, generator: torch.Generator | None = None):
-        """Think about the next token at every position of ``tokens`` (B×S).
 
-        Returns ``(final_candidates B×S×V, energies)`` where ``energies`` is a (steps+1)×B×S tensor of the
-        per-position energy before each step and after the last. ``samples > 1`` is best-of-N per position;
-        :func:`ebtkit.eval.inference.think_text` offers every inference policy with NFE accounting.
-        """
-        self._check(tokens)
-        a = self.step_size().detach()
-        if alpha is not None:
-            a = torch.full_like(a, float(alpha))
-        init = lambda s: self.init_candidates(tuple(tokens.shape), generator)  # noqa: E731
-        best, traj, *_ = think_with_energy(
-            self.energy_fn(tokens), init, steps=steps, alpha=a, landscapes=landscape_schedule(self.cfg.n_landscapes, steps),
-            samples=samples, select=select, accept_lower=accept_lower, tol=tol, langevin_sigma=langevin_sigma,
-            generator=generator, update=self.update)
-        return best, traj
-
-
-class TransformerPP(nn.Module):
+class TransformerPP(CausalTransformer):
     """Transformer++ baseline (Llama-style), the same block stack with an untied LM head."""
 
     def __init__(self, cfg: ModelConfig):
@@ -333,48 +96,16 @@ class TransformerPP(nn.Module):
         self.rope = Rope(cfg.d_model // cfg.n_heads, max_pos=cfg.context + 1)
         init_linear_xavier(self)
 
-    def non_embedding_params(self) -> int:
-        return _count(self.backbone)
-
     def forward(self, tokens: torch.Tensor, cache: list | None = None, start: int | torch.Tensor = 0) -> torch.Tensor:
-        """tokens (B×T) → logits (B×T×V). With ``cache`` (a list, filled in place) keys/values are kept
-        for incremental decoding; ``start`` is the position of ``tokens[:, 0]``, or a (B,) tensor of per-row
-        positions for one new token per row of a ragged, right-padded batch (``T = 1``; the cache grows by one
-        slot and each row writes at its own slot)."""
+        """tokens (B×T) → logits (B×T×V); ``cache`` and ``start`` as :meth:`CausalTransformer.trunk`."""
         if tokens.dim() != 2:
             raise ValueError(f"tokens must be (B, T), got {tuple(tokens.shape)}")
-        h = self.tok_emb(tokens)
-        B, T = h.shape[:2]
-        per_row = isinstance(start, torch.Tensor)
-        if per_row and (cache is None or not cache or T != 1 or tuple(start.shape) != (B,)):
-            raise ValueError("per-row positions (B,) append one token per row to a filled cache")
-        pos = start if per_row else torch.arange(start, start + T, device=h.device)
-        cos, sin = self.rope(pos, h.dtype)
-        if per_row:
-            cos, sin = cos.view(B, 1, 1, -1), sin.view(B, 1, 1, -1)
-        for i, blk in enumerate(self.backbone.blocks):
-            if cache is None:
-                h = blk(h, cos, sin, lambda q, k, v: attention(q, k, v, None, backend="sdpa", is_causal=True))
-                continue
-
-            def attend(q, k, v, i=i):
-                if per_row:
-                    k, v = _write_rows(cache[i][0], k, pos), _write_rows(cache[i][1], v, pos)
-                    cache[i] = (k, v)
-                    mask = (torch.arange(k.shape[2], device=q.device)[None, :] <= pos[:, None])[:, None, None]
-                    return attention(q, k, v, mask, backend="sdpa")        # mask B,1,1,T+1
-                if len(cache) > i:
-                    k = torch.cat([cache[i][0], k], 2)
-                    v = torch.cat([cache[i][1], v], 2)
-                    cache[i] = (k, v)
-                else:
-                    cache.append((k, v))
-                mask = torch.arange(k.shape[2], device=q.device)[None, :] <= pos[:, None]
-                return attention(q, k, v, mask, backend="sdpa")
-            h = blk(h, cos, sin, attend)
-        return self.lm_head(self.backbone.norm(h))
+        return self.lm_head(self.trunk(self.tok_emb(tokens), cache, start))
 
     def loss(self, tokens: torch.Tensor) -> torch.Tensor:
         """Mean next-token cross-entropy on tokens (B×(S+1))."""
         logits = self(tokens[:, :-1])
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tokens[:, 1:].reshape(-1))
+
+
+__all__ = ["TextEBT", "TransformerPP", "ContextCache"]
