@@ -7,6 +7,12 @@ stop (and a Transformer++ run given with ``--baseline``), energy-vs-difficulty c
 energies — a table on stdout, ``thinking.json``, ``thinking.png`` and ``energy_heatmap.png`` in the run
 directory (``--no-thinking`` skips it).
 
+Sequences (``--task sequence`` runs): teacher-forced next-step MSE/MAE, autoregressive rollouts over the horizon
+(error vs horizon; video: summed per-frame MSE and SSIM), the EBT's error vs thinking steps and best-of-N, and
+energy-vs-error Spearman, for the run and a second one given with ``--compare`` on the same test windows
+(:mod:`ebtkit.eval.sequence`); ``eval_sequence.json``, ``error_vs_horizon.png``, ``error_vs_nfe.png``,
+``rollout.png`` (and ``rollout.gif`` for video) in the run directory.
+
 Image denoising: PSNR/MSE against NFEs (:mod:`ebtkit.eval.denoise`), EBT thinking with any inference policy
 (``--samples``, ``--accept-lower``, ``--tol``, ``--sigma``, ``--alpha``), a second run with ``--compare``;
 ``eval_denoise.json``, ``psnr_vs_nfe.png`` and ``samples.png`` in the run directory.
@@ -22,6 +28,7 @@ from ..data.text import prepare_text_data
 from ..eval.denoise import EvalSpec, evaluate, format_table, plot_psnr, plot_samples
 from ..eval.inference import SELECTIONS, Policy
 from ..eval.metrics import perplexity
+from ..eval.sequence import evaluate_sequence, format_sequence_report
 from ..eval.thinking_study import evaluate_thinking, format_report
 from ..tasks import Bundle, load
 from . import parse_int_list, write_json_atomic
@@ -38,14 +45,19 @@ def add_parser(sub):
     g = p.add_argument_group("thinking study (text EBT runs)")
     g.add_argument("--no-thinking", action="store_true", help="skip the thinking study")
     g.add_argument("--baseline", default=None, metavar="RUN", help="a Transformer++ run to compare against")
-    g.add_argument("--think-steps", default="2,4,8,16", help="thinking-longer step counts (default 2,4,8,16)")
+    g.add_argument("--think-steps", default=None, help="thinking-longer step counts (default 2,4,8,16; "
+                   "sequences 1,2,4,8)")
     g.add_argument("--bon", default="2,4,8", help="best-of-N candidate counts (default 2,4,8)")
     g.add_argument("--tols", default="auto", help="early-stop tolerances, e.g. 0.001,0.01, or 'auto' (default: "
                    "quantiles 0.25/0.5/0.9 of the per-token energy change one step past the trained steps)")
     g.add_argument("--thinking-windows", type=int, default=32, help="windows per split for the study (default 32)")
+    g = p.add_argument_group("sequence runs")
+    g.add_argument("--windows", type=int, default=256, help="test windows to roll out (default 256)")
+    g.add_argument("--bon-sigma", type=float, default=0.1,
+                   help="best-of-N: std of the noise added to the starts of samples 2..N (model units; default 0.1)")
     g = p.add_argument_group("image denoising runs")
     g.add_argument("--compare", default=None, metavar="RUN",
-                   help="a second denoising run (e.g. the DiT) evaluated on the same noisy images")
+                   help="a second run of the same task (the DiT, the Transformer++) evaluated on the same inputs")
     g.add_argument("--images", type=int, default=500, help="test images to evaluate (default 500)")
     g.add_argument("--sigmas", default=None, help="noise levels, e.g. 0.1,0.2 (default: the run's eval_sigmas)")
     g.add_argument("--ebt-nfe", default="1,2,3,5,10", help="EBT thinking steps to report (default 1,2,3,5,10)")
@@ -221,13 +233,64 @@ def _ints(text: str, name: str) -> list[int]:
     return vals
 
 
+def evaluate_sequence_runs(run: Path, compare: Path | None = None, *, windows: int = 256, think_steps=(1, 2, 4, 8),
+                           bon=(2, 4, 8), bon_sigma: float = 0.1, batch_size: int = 64, seed: int = 0,
+                           quiet: bool = False) -> dict:
+    """Evaluate a sequence run (and ``compare``, on the same test windows); print the table and write
+    ``eval_sequence.json`` and the pictures into the run directory."""
+    from ..data.sequences import load_sequence_data   # noqa: PLC0415 (only sequence runs need it)
+    if windows < 1 or batch_size < 1:
+        raise ValueError("--windows and --batch-size must be >= 1")
+    if bon_sigma < 0:
+        raise ValueError(f"--bon-sigma must be >= 0, got {bon_sigma}")
+    first = load(run)
+    if first.task != "sequence":
+        raise ValueError(f"{run} is a {first.task!r} run, not a sequence run")
+    cfg = first.config
+    bundles = [(run, first)]
+    if compare is not None:
+        other = load(compare)
+        if other.task != "sequence":
+            raise ValueError(f"{compare} is a {other.task!r} run, not a sequence run")
+        if other.config.data != cfg.data or other.config.model.context != cfg.model.context:
+            raise ValueError(f"{compare} was trained on other data or windows than {run}; they cannot share test windows")
+        bundles.append((compare, other))
+    models = {}
+    for path, b in bundles:
+        label = "EBT" if b.config.model.model == "ebt" else "Transformer++"
+        if label in models:
+            label = f"{label} ({Path(path).name})"
+        models[label] = (b.model, b.eval_steps if is_energy_model(b.model) else None)
+    data = load_sequence_data(cfg.data, cfg.model.context + 1)
+    out_dir = ckpt.run_dir_of(run)
+    res = evaluate_sequence(models, data, out_dir, max_windows=windows, batch_size=batch_size, think_steps=think_steps,
+                            bon=bon, bon_sigma=bon_sigma, seed=seed, log=(lambda *_: None) if quiet else print)
+    res.update(run=str(run), compare=str(compare) if compare else None, data=data.source, preset=cfg.preset,
+               train_steps={label: b.config.train.steps for (_, b), label in zip(bundles, models)})
+    write_json_atomic(out_dir / "eval_sequence.json", res)
+    if not quiet:
+        print(format_sequence_report(res))
+        print(f"eval: {out_dir / 'eval_sequence.json'}; plots: " + ", ".join(str(out_dir / p) for p in res["plots"].values()))
+    return res
+
+
+def _sequence(args) -> int:
+    think_steps = parse_int_list(args.think_steps or "1,2,4,8")
+    evaluate_sequence_runs(Path(args.run), Path(args.compare) if args.compare else None, windows=args.windows,
+                           think_steps=think_steps, bon=parse_int_list(args.bon), bon_sigma=args.bon_sigma,
+                           batch_size=args.batch_size, seed=args.seed)
+    return 0
+
+
 def run(args) -> int:
     meta = ckpt.read_config(args.run)
     if meta["task"] == "denoise":
         return _denoise(args)
+    if meta["task"] == "sequence":
+        return _sequence(args)
     steps = parse_int_list(args.steps_list) if args.steps_list else None
     # check every thinking-study option before anything is evaluated or written
-    think_steps, bon, tols = parse_int_list(args.think_steps), parse_int_list(args.bon), parse_tols(args.tols)
+    think_steps, bon, tols = parse_int_list(args.think_steps or "2,4,8,16"), parse_int_list(args.bon), parse_tols(args.tols)
     if args.thinking_windows < 1:
         raise ValueError("--thinking-windows must be >= 1")
     if args.baseline is not None:

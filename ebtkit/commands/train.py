@@ -28,14 +28,14 @@ from .eval import evaluate_text_run
 # flags that only some tasks take (argparse dest → the tasks' own flag tables decide)
 TASK_FLAGS = ("model", "steps", "batch_size", "lr", "alpha", "context", "seed", "tokenizer", "data", "dataset",
               "loss", "think_steps", "train_sigma")
-EBT_ONLY = ("system", "alpha", "think_steps", "loss")
 
 
 def add_parser(sub):
     p = sub.add_parser("train", help="train a model", description="Train a model. With no options: the text EBT "
                        "('cpu' preset, System 1) on the built-in King James Bible corpus, then evaluate it.")
-    p.add_argument("--task", default=None, choices=list(TASKS), help="text (default) or image denoising")
-    p.add_argument("--model", default=None, help="text: ebt | transformer++ (default ebt); denoise: ebt | dit")
+    p.add_argument("--task", default=None, choices=list(TASKS), help="text (default), image denoising, or "
+                   "continuous sequences (video frames, time series, your (N, T, F) arrays)")
+    p.add_argument("--model", default=None, help="text, sequence: ebt | transformer++ (default ebt); denoise: ebt | dit")
     p.add_argument("--preset", default=None, help="size/hyperparameter preset (see 'ebt presets'; default cpu)")
     p.add_argument("--system", default=None, help="thinking recipe for the EBT: s1 | s2 (default: the preset's own; "
                    "s1 for size presets)")
@@ -43,13 +43,14 @@ def add_parser(sub):
                    "task, preset, system and config sections such as [model], [train]), or a run's "
                    "checkpoint/config.json; flags and --set override it")
     p.add_argument("--data", default=None, help="text: a UTF-8 text file (default: built-in corpus); "
-                   "denoise: an IDX file, a folder of IDX files or a folder of images")
+                   "denoise: an IDX file, a folder of IDX files or a folder of images; "
+                   "sequence: a .npy/.npz array of shape (N, T, F)")
     p.add_argument("--steps", type=int, default=None, help="optimizer steps (with --resume: extend the run to N; "
                    "the LR schedule already run is kept and steps past it run at the floor LR)")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--lr", type=float, default=None, help="peak learning rate")
     p.add_argument("--alpha", type=float, default=None, help="EBT thinking step size α")
-    p.add_argument("--context", type=int, default=None, help="text: context length S")
+    p.add_argument("--context", type=int, default=None, help="text, sequence: context length S (windows of S + 1)")
     p.add_argument("--tokenizer", default=None, choices=["byte", "bpe"], help="text: byte (default) or a BPE trained here")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--out", default=None, help="run directory (default runs/<model>-<preset>-<time>)")
@@ -58,11 +59,13 @@ def add_parser(sub):
                    help="dotted config override, e.g. --set thinking.steps=3 (repeatable; typed by the field)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-eval", action="store_true", help="skip the evaluation after training (text)")
-    g = p.add_argument_group("image denoising (--task denoise)")
+    g = p.add_argument_group("image denoising (--task denoise) and sequences (--task sequence)")
     g.add_argument("--dataset", default=None, choices=["auto", "fashion-mnist", "mini"],
                    help="built-in images when --data is not given: Fashion-MNIST (Debian package "
                         "dataset-fashion-mnist), the bundled 640-image 'mini' set, or auto (default: the first available)")
-    g.add_argument("--loss", default=None, choices=["mse", "smooth_l1"], help="EBT per-step reconstruction loss (default mse)")
+    g.add_argument("--loss", default=None, choices=["mse", "smooth_l1"],
+                   help="denoise: EBT per-step reconstruction loss (default mse); sequence: the regression loss of "
+                        "both models (default smooth_l1)")
     g.add_argument("--think-steps", type=int, default=None, help="EBT thinking steps per training batch")
     g.add_argument("--train-sigma", type=float, default=None,
                    help="training noise level as a fraction of the diffusion schedule (default 0.1)")
@@ -125,7 +128,7 @@ def resolve(args) -> tuple[type[Task], Config]:
     if model is not None and model not in task.models:
         raise ValueError(f"unknown model {model!r} for --task {task.name}; choose from {', '.join(task.models)}")
     if model is not None and model != "ebt":
-        given = [n for n in EBT_ONLY if getattr(args, n, None) is not None]
+        given = [n for n in task.ebt_only if getattr(args, n, None) is not None]
         if given:
             raise ValueError(f"{', '.join('--' + n.replace('_', '-') for n in given)} apply to --model ebt only")
     if file and file["resolved"] is not None:

@@ -17,11 +17,13 @@ from ..core import checkpoint as ckpt
 from ..core.config import Config, ConfigError, ModelConfig, RunConfig
 from .base import Bundle, Task
 from .denoise import DenoiseTask
+from .sequence import SequenceTask
 from .text import TextTask
 
 TASKS: dict[str, type[Task]] = {
     "text": TextTask,
     "denoise": DenoiseTask,
+    "sequence": SequenceTask,
 }
 
 
@@ -80,4 +82,4 @@ def save(model: nn.Module, directory: str | os.PathLike, config: Config | None =
     return ckpt.save_checkpoint(directory, model, config.to_dict(), task=task.name, extra_files=files)
 
 
-__all__ = ["TASKS", "Task", "Bundle", "TextTask", "DenoiseTask", "get_task", "preset", "load", "save", "task_of"]
+__all__ = ["TASKS", "Task", "Bundle", "TextTask", "DenoiseTask", "SequenceTask", "get_task", "preset", "load", "save", "task_of"]

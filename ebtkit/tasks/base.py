@@ -50,6 +50,7 @@ class Task(ABC):
     models: ClassVar[tuple[str, ...]]
     flags: ClassVar[dict[str, str]] = {}          # CLI flag (argparse dest) → config key, for this task
     headline: ClassVar[str] = "loss"              # the validation metric printed and kept in state.json
+    ebt_only: ClassVar[tuple[str, ...]] = ("system", "alpha", "think_steps", "loss")   # flags only an EBT takes
 
     def __init__(self, cfg: Config):
         self.cfg = cfg

@@ -12,6 +12,7 @@ from torch import nn
 from ..config import ModelConfig
 from ..config import preset as text_preset
 from .image import IMAGE_MODELS, DiT, ImageEBT, ImageModelConfig, build_image_model
+from .sequence import SequenceEBT, SequenceModelConfig, SequenceTransformer, build_sequence_model
 from .text import ContextCache, TextEBT, TransformerPP
 
 MODELS: dict[str, Callable[[ModelConfig], nn.Module]] = {
@@ -37,4 +38,5 @@ def build(name: str, preset: str = "cpu", **overrides) -> nn.Module:
 
 
 __all__ = ["MODELS", "IMAGE_MODELS", "build", "build_model", "build_image_model", "TextEBT", "TransformerPP",
-           "ContextCache", "ImageEBT", "DiT", "ImageModelConfig"]
+           "ContextCache", "ImageEBT", "DiT", "ImageModelConfig", "SequenceEBT", "SequenceTransformer",
+           "SequenceModelConfig", "build_sequence_model"]
