@@ -1,5 +1,5 @@
 """Multi-process training (core/dist.py and the loop under ``torchrun``): gradients averaged with all_reduce
-equal the single-process gradients exactly, for the text and the image task; ``fit`` with 2 processes keeps
+equal the single-process gradients exactly, for the text, image and sequence tasks; ``fit`` with 2 processes keeps
 the ranks' weights identical and writes from rank 0 only.
 
 DDP's hooks give wrong gradients for EBT steps (second order); ebtkit averages gradients itself. The gradient
@@ -19,6 +19,8 @@ from ebtkit.core.config import ThinkingConfig, preset
 from ebtkit.core.models.image import build_image_model
 from ebtkit.tasks.denoise import ebt_denoise_loss
 from ebtkit.tasks.denoise import preset as denoise_preset
+from ebtkit.tasks.sequence import ebt_sequence_loss, regressor_loss
+from ebtkit.tasks.sequence import preset as sequence_preset
 from ebtkit.tasks.text import ebt_text_loss
 from tests.helpers import tiny_model
 
@@ -49,9 +51,30 @@ def _image_model(kind):
     return m, cfg
 
 
+def _sequence_model(kind, system):
+    from ebtkit.core.models.sequence import build_sequence_model
+    torch.manual_seed(0)
+    cfg = sequence_preset("tiny", model="ebt" if kind == "seq" else "transformer++", system=system or "s1",
+                          **{"thinking.replay_fraction": 0.0, "thinking.replay_size": 0, "thinking.max_steps": "none",
+                             "thinking.alpha_jitter": 1.0}).replace(
+                              **{"model.features": 6})
+    m = build_sequence_model(cfg.model).double()
+    if kind == "seq":
+        torch.nn.init.normal_(m.head.weight, std=0.5)          # a non-trivial energy from the start
+    return m, cfg
+
+
 def _grads(kind, system, rows):
-    """Gradients of one loss on batch ``rows`` (a slice): text EBT (system s1/s2), image EBT or DiT."""
-    if kind == "text":
+    """Gradients of one loss on batch ``rows`` (a slice): text EBT (system s1/s2), image EBT or DiT, sequence
+    EBT (s1/s2) or its Transformer++ regressor."""
+    if kind in ("seq", "seqtpp"):
+        model, cfg = _sequence_model(kind, system)
+        window = torch.randn(4, 6, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+        if kind == "seq":
+            loss, _, _ = ebt_sequence_loss(model, window[rows], cfg, None)
+        else:
+            loss, _ = regressor_loss(model, window[rows], cfg)
+    elif kind == "text":
         model = tiny_model(n_landscapes=2 if system == "s1" else 1)
         tokens, y0 = _data()
         loss, _, _ = ebt_text_loss(model, tokens[rows], ThinkingConfig(system=system, steps=2), init=y0[rows])
@@ -88,7 +111,8 @@ def _free_port():
         return s.getsockname()[1]
 
 
-@pytest.mark.parametrize("kind,system", [("text", "s1"), ("text", "s2"), ("ebt", "s1"), ("ebt", "s2"), ("dit", None)])
+@pytest.mark.parametrize("kind,system", [("text", "s1"), ("text", "s2"), ("ebt", "s1"), ("ebt", "s2"), ("dit", None),
+                                         ("seq", "s1"), ("seq", "s2"), ("seqtpp", None)])
 def test_allreduce_gradients_equal_single_process(tmp_path, kind, system):
     out = str(tmp_path / "grads.pt")
     mp.start_processes(_worker, args=(_free_port(), kind, system, out), nprocs=2, join=True, start_method="spawn")
@@ -105,7 +129,7 @@ def test_fit_under_two_processes_writes_once_and_keeps_ranks_in_sync(tmp_path):
     mp.start_processes(_fit_sync_worker, args=(_free_port(), str(tmp_path)), nprocs=2, join=True,
                        start_method="spawn")
     from safetensors.torch import load_file
-    for name in ("text", "denoise"):
+    for name in ("text", "denoise", "sequence"):
         run = tmp_path / name
         saved = load_file(str(run / "checkpoint" / "model.safetensors"))
         other = torch.load(tmp_path / f"{name}.rank1.pt", weights_only=True)
@@ -128,7 +152,9 @@ def _fit_sync_worker(rank, port, root):
     runs = {"text": preset("tiny", **{"train.steps": 3, "train.save_every": 3, "train.eval_every": 3,
                                       "train.log_every": 1, "train.eval_batches": 1}),
             "denoise": denoise_preset("tiny", **{"train.steps": 3, "train.save_every": 3, "train.eval_every": 3,
-                                                 "train.log_every": 1, "train.batch_size": 4, "data.dataset": "mini"})}
+                                                 "train.log_every": 1, "train.batch_size": 4, "data.dataset": "mini"}),
+            "sequence": sequence_preset("tiny", **{"train.steps": 3, "train.save_every": 3, "train.eval_every": 3,
+                                                   "train.log_every": 1, "train.batch_size": 4})}
     for name, cfg in runs.items():
         task = TASKS[name]
         seen = {}
