@@ -363,3 +363,12 @@ def test_config_path_means_file_and_round_trips():
 def test_horizon_must_be_shorter_than_window():
     with pytest.raises(SequenceDataError, match=r"horizon \(10\) must be < the window \(10"):
         load_sequence_data(SequenceDataConfig(), 10)
+
+
+def test_eval_windows_stride():
+    from ebtkit.data.sequences import eval_windows
+    x = torch.arange(2 * 10, dtype=torch.float32).view(2, 10, 1)
+    assert eval_windows(x, 4, 100)[:, :, 0].tolist() == [[0, 1, 2, 3], [4, 5, 6, 7], [10, 11, 12, 13], [14, 15, 16, 17]]
+    every = eval_windows(x, 4, 100, stride=1)
+    assert every.shape == (14, 4, 1) and every[1, :, 0].tolist() == [1, 2, 3, 4] and every[7, 0, 0] == 10
+    assert eval_windows(x, 4, 3, stride=1).shape == (3, 4, 1)

@@ -53,8 +53,8 @@ def add_parser(sub):
     g.add_argument("--thinking-windows", type=int, default=32, help="windows per split for the study (default 32)")
     g = p.add_argument_group("sequence runs")
     g.add_argument("--windows", type=int, default=256, help="test windows to roll out (default 256)")
-    g.add_argument("--bon-sigma", type=float, default=0.1,
-                   help="best-of-N: std of the noise added to the starts of samples 2..N (model units; default 0.1)")
+    g.add_argument("--bon-sigma", type=float, default=0.05,
+                   help="best-of-N: std of the noise added to the starts of samples 2..N (model units; default 0.05)")
     g = p.add_argument_group("image denoising runs")
     g.add_argument("--compare", default=None, metavar="RUN",
                    help="a second run of the same task (the DiT, the Transformer++) evaluated on the same inputs")
@@ -234,7 +234,7 @@ def _ints(text: str, name: str) -> list[int]:
 
 
 def evaluate_sequence_runs(run: Path, compare: Path | None = None, *, windows: int = 256, think_steps=(1, 2, 4, 8),
-                           bon=(2, 4, 8), bon_sigma: float = 0.1, batch_size: int = 64, seed: int = 0,
+                           bon=(2, 4, 8), bon_sigma: float = 0.05, batch_size: int = 64, seed: int = 0,
                            quiet: bool = False) -> dict:
     """Evaluate a sequence run (and ``compare``, on the same test windows); print the table and write
     ``eval_sequence.json`` and the pictures into the run directory."""

@@ -73,6 +73,8 @@ class SequenceDataConfig(Config):
     test_fraction: float = 0.2
     normalize: bool = True           # z-score features with the training split's mean/std (ignored for video)
     max_eval_windows: int = 512      # cap on evaluation windows per split (arrays)
+    eval_stride: int | None = None   # step between evaluation windows (arrays); None = the window (no overlap),
+                                     # 1 = every window (the sliding-window protocol of forecasting benchmarks)
     seed: int = 0                    # seed of the fixed evaluation sets (video)
 
     def __post_init__(self):
@@ -92,6 +94,8 @@ class SequenceDataConfig(Config):
             self.source = "file"
         elif self.source == "file":
             raise SequenceDataError("source 'file' needs path (a .npy / .npz file holding (N, T, F))")
+        if self.eval_stride is not None and self.eval_stride < 1:
+            raise SequenceDataError(f"eval_stride must be >= 1, got {self.eval_stride}")
         for n in ("horizon", "canvas", "objects", "object_size", "eval_sequences", "max_eval_windows"):
             if getattr(self, n) < 1:
                 raise SequenceDataError(f"{n} must be >= 1, got {getattr(self, n)}")
@@ -386,12 +390,12 @@ def split_series(data: np.ndarray, val_fraction: float, test_fraction: float, wi
     return {"train": data[:, :t_train], "val": data[:, t_train:t_train + t_val], "test": data[:, t_train + t_val:]}
 
 
-def eval_windows(split: torch.Tensor, window: int, max_windows: int) -> torch.Tensor:
-    """Non-overlapping windows (stride ``window``) of every series in ``split`` (N, T, F), in order; at most
-    ``max_windows``, evenly spaced over the full list when capped."""
+def eval_windows(split: torch.Tensor, window: int, max_windows: int, stride: int | None = None) -> torch.Tensor:
+    """Windows of every series in ``split`` (N, T, F) every ``stride`` steps (default ``window``: no overlap), in
+    order; at most ``max_windows``, evenly spaced over the full list when capped."""
     n, t, f = split.shape
-    per = t // window
-    wins = split[:, :per * window].reshape(n * per, window, f)
+    stride = stride or window
+    wins = split.unfold(1, window, stride).permute(0, 1, 3, 2).reshape(-1, window, f)
     if len(wins) > max_windows:
         wins = wins[[i * len(wins) // max_windows for i in range(max_windows)]]
     return wins.contiguous()
@@ -425,8 +429,8 @@ def array_sequence_data(cfg: SequenceDataConfig, window: int, data: np.ndarray, 
 
     return SequenceData(source=source, features=f, feature_names=list(feature_names or [f"x{i}" for i in range(f)]),
                         units=list(units or [""] * f), frame_shape=None, window=window, horizon=cfg.horizon,
-                        val=eval_windows(norm(splits["val"]), window, cfg.max_eval_windows),
-                        test=eval_windows(norm(splits["test"]), window, cfg.max_eval_windows),
+                        val=eval_windows(norm(splits["val"]), window, cfg.max_eval_windows, cfg.eval_stride),
+                        test=eval_windows(norm(splits["test"]), window, cfg.max_eval_windows, cfg.eval_stride),
                         mean=mean_t, std=std_t, train=norm(splits["train"]))
 
 

@@ -11,13 +11,14 @@
 """
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import torch
 
 from ..core.recipe import landscape_schedule, think_with_energy
 from ..core.thinking import is_energy_model
-from .sequence_metrics import (energy_error_spearman, frame_mse, horizon_errors, plot_error_vs_horizon,
+from .sequence_metrics import (SSIM_HELP, energy_error_spearman, frame_mse, horizon_errors, plot_error_vs_horizon,
                                plot_error_vs_nfe, plot_series, plot_strip, write_gif)
 
 
@@ -109,13 +110,15 @@ def _headline(errs: dict, video: bool) -> tuple[str, float]:
 
 def evaluate_sequence(models: dict[str, tuple[torch.nn.Module, int | None]], data, out_dir: Path, *,
                       max_windows: int = 256, batch_size: int = 64, think_steps=(1, 2, 4, 8), bon=(2, 4, 8),
-                      bon_sigma: float = 0.1, seed: int = 0, log=print) -> dict:
+                      bon_sigma: float = 0.05, seed: int = 0, log=print) -> dict:
     """Evaluate ``models`` (label → (model, evaluation thinking steps or None)) on ``data.test``.
 
     Windows are split into ``T0 = window − horizon`` observed vectors and ``horizon`` targets. Errors are in data
     units (``data.to_units``); for video (``data.frame_shape``) also the summed per-frame MSE and SSIM at [0, 1].
     Writes the pictures into ``out_dir`` and returns a JSON-able dict.
     """
+    if data.frame_shape is not None and importlib.util.find_spec("skimage") is None:
+        raise ValueError(SSIM_HELP)                      # before any model runs
     windows = data.test[:max_windows]
     K = data.horizon
     T0 = windows.shape[1] - K
