@@ -150,3 +150,16 @@ def test_bad_arrays_fail_in_one_line_and_leave_nothing(tmp_path, capsys, kind, m
     assert rc == 2, err
     assert err.startswith("ebt: error:") and msg in err and err.count("\n") == 1, err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("name", ["tiny", "cpu", "mmnist", "weather"])
+@pytest.mark.parametrize("system", ["s1", "s2"])
+def test_every_preset_builds_with_matched_block_stacks(name, system):
+    from ebtkit.tasks.sequence import PRESETS, RECIPES
+    assert set(PRESETS) == {"tiny", "cpu", "mmnist", "weather"} and set(RECIPES) == {"s1", "s2"}
+    counts = []
+    for model in ("ebt", "transformer++"):
+        cfg = preset(name, model=model, system=system).replace(**{"model.features": 16})
+        with torch.device("meta"):
+            counts.append(build_sequence_model(cfg.model).non_embedding_params())
+    assert counts[0] == counts[1] > 0

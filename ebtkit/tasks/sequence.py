@@ -85,6 +85,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                 "model.d_model": 64, "model.n_layers": 4, "model.n_heads": 2, "train.steps": 300,
                 "train.batch_size": 32, "train.warmup": 30, "train.lr": 1e-3, "train.eval_every": 100,
                 "train.eval_batches": 8, "train.save_every": 100, "train.log_every": 10},
+}
 
 # Thinking recipes (PAPER_NOTES §3.1, video columns): S1 = 2 steps on 2 landscapes, detached, loss on every step,
 # learnable α; S2 = 2–3 steps on one landscape, no detach + truncation, fixed α jittered in [α/2, 2α], replay.
