@@ -101,6 +101,12 @@ RECIPES: dict[str, dict[str, Any]] = {
 }
 
 
+# the recipe each preset trains with unless --system says otherwise, chosen on 3 seeds (docs/sequences.md, LOG.md):
+# System 1 for video (S2's rollouts are no better than persistence at 1000 steps), System 2 for the weather series
+# (next-step MSE 14.60 ± 0.27 vs 15.07 ± 0.54, rollouts 21.1 ± 0.7 vs 22.0 ± 1.8)
+PRESET_SYSTEMS: dict[str, str] = {"weather": "s2"}
+
+
 def preset(name: str, model: str = "ebt", system: str | None = None, **overrides: Any) -> SequenceRunConfig:
     """A resolved sequence config: size/data preset, thinking recipe, then dotted overrides."""
     return SequenceTask.preset(name, system, **{"model.model": model, **overrides})
@@ -170,6 +176,10 @@ class SequenceTask(Task):
         super().__init__(cfg)
         self.data: SequenceData | None = None
         self.replay: ReplayBuffer | None = None
+
+    @classmethod
+    def default_system(cls, preset: str) -> str:
+        return PRESET_SYSTEMS.get(preset, "s1")
 
     @classmethod
     def build_model(cls, cfg: SequenceRunConfig) -> nn.Module:
