@@ -33,6 +33,19 @@ def replay_count(fraction: float, batch: int) -> int:
     return max(1, int(round(fraction * batch)))
 
 
+def extend_with_replay(replay: "ReplayBuffer", fraction: float, inputs: torch.Tensor, y0: torch.Tensor,
+                       generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Append ``round(fraction × B)`` stored records (fewer while the buffer fills) to a fresh batch: ``inputs``
+    (B×…, the whole windows) and their initial candidates ``y0`` (B×…). Returns ``(inputs, y0, n_replayed)``;
+    replayed rows come after the fresh ones and start from their stored candidates."""
+    n = min(replay_count(fraction, inputs.shape[0]), len(replay))
+    if n:
+        r_in, r_cands = replay.sample(n, generator)
+        inputs = torch.cat([inputs, r_in.to(inputs.device)], 0)
+        y0 = torch.cat([y0, r_cands.to(device=y0.device, dtype=y0.dtype)], 0)
+    return inputs, y0, n
+
+
 class ReplayBuffer:
     """FIFO of ``capacity`` sequences: tokens ``(S+1,)`` long and final candidates ``(S, *F)``."""
 

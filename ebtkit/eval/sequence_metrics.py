@@ -66,6 +66,18 @@ def _save(fig, path, dpi: int = 120) -> None:
         plt.close(fig)
 
 
+def _finish(fig, ax, xlabel: str, ylabel: str, title: str, path) -> None:
+    """Labels, grid and legend of a line plot, then save it."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)
+
+
 def _check_pair(pred: torch.Tensor, target: torch.Tensor) -> None:
     if pred.shape != target.shape:
         raise ValueError(f"pred and target shapes differ: {tuple(pred.shape)} vs {tuple(target.shape)}")
@@ -333,15 +345,8 @@ def plot_error_vs_horizon(curves: dict[str, list[float]], path, ylabel: str, tit
                 raise ValueError(f"{label}: band lengths {len(lo)}/{len(hi)} vs {len(ys)} steps")
             ax.fill_between(xs, [float(v) for v in lo], [float(v) for v in hi], color=line.get_color(),
                             alpha=0.2, linewidth=0)
-    ax.set_xlabel("horizon step k (predicting t+k)")
-    ax.set_ylabel(ylabel)
     ax.xaxis.get_major_locator().set_params(integer=True)
-    if title:
-        ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    _save(fig, path)
+    _finish(fig, ax, "horizon step k (predicting t+k)", ylabel, title, path)
 
 
 def plot_error_vs_nfe(curves: dict[str, list[tuple[float, float]]], path, ylabel: str, title: str = "") -> None:
@@ -364,14 +369,7 @@ def plot_error_vs_nfe(curves: dict[str, list[tuple[float, float]]], path, ylabel
         from matplotlib.ticker import ScalarFormatter
         ax.set_xscale("log", base=2)
         ax.xaxis.set_major_formatter(ScalarFormatter())
-    ax.set_xlabel("NFEs per predicted step")
-    ax.set_ylabel(ylabel)
-    if title:
-        ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    _save(fig, path)
+    _finish(fig, ax, "NFEs per predicted step", ylabel, title, path)
 
 
 def plot_series(observed: torch.Tensor, target: torch.Tensor, preds: dict[str, torch.Tensor],

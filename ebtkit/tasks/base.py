@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from ..core.config import Config, resolve_preset
+from ..core.replay import REPLAY_FILE, ReplayBuffer
 
 
 @dataclass
@@ -54,6 +55,7 @@ class Task(ABC):
 
     def __init__(self, cfg: Config):
         self.cfg = cfg
+        self.replay: ReplayBuffer | None = None     # System 2 replay buffer (tasks that call setup_replay)
 
     # ------------------------------------------------------------------ configs
     @classmethod
@@ -80,12 +82,22 @@ class Task(ABC):
         """The :class:`Bundle` of a loaded checkpoint (tasks add their extras, e.g. a tokenizer)."""
         return Bundle(model=model, config=cfg, task=cls.name, path=ckpt_dir)
 
+    def setup_replay(self) -> None:
+        """Create the System 2 replay buffer when the run is an EBT with ``thinking.replay_fraction > 0``; it is
+        saved with every checkpoint and restored on resume (rank 0; other ranks restart empty)."""
+        t = self.cfg.thinking
+        if self.cfg.model.model == "ebt" and t.replay_fraction > 0:
+            self.replay = ReplayBuffer(t.replay_size)
+
     def checkpoint_files(self) -> dict[str, bytes]:
-        """Files saved with every checkpoint beyond weights, optimizer and state (default: none)."""
-        return {}
+        """Files saved with every checkpoint beyond weights, optimizer and state (default: the replay buffer)."""
+        return {REPLAY_FILE: self.replay.to_bytes()} if self.replay is not None else {}
 
     def restore(self, ckpt_dir: Path, main: bool) -> None:
-        """Restore training state beyond weights and optimizer from a checkpoint (default: nothing)."""
+        """Restore training state beyond weights and optimizer from a checkpoint (default: the replay buffer)."""
+        saved = ckpt_dir / REPLAY_FILE
+        if self.replay is not None and saved.exists() and main:
+            self.replay = ReplayBuffer.from_bytes(saved.read_bytes())
 
     # ------------------------------------------------------------------ training
     @abstractmethod

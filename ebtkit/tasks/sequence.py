@@ -26,7 +26,7 @@ from ..core.config import Config, ThinkingConfig, TrainConfig
 from ..core.models.sequence import (SEQUENCE_LOSSES, SequenceModelConfig, build_sequence_model, count_params,
                                     regression_loss)
 from ..core.recipe import ThinkingSpec
-from ..core.replay import REPLAY_FILE, ReplayBuffer, replay_count
+from ..core.replay import ReplayBuffer, extend_with_replay
 from ..core.thinking import is_energy_model
 from ..data.sequences import SequenceData, SequenceDataConfig, load_sequence_data
 from ..eval.sequence import next_step_predictions
@@ -130,11 +130,7 @@ def ebt_sequence_loss(model, window: torch.Tensor, cfg: SequenceRunConfig, gener
     n_replay = 0
     use_replay = replay is not None and training and tc.replay_fraction > 0
     if use_replay:
-        n_replay = min(replay_count(tc.replay_fraction, fresh), len(replay))
-        if n_replay:
-            r_win, r_cands = replay.sample(n_replay, generator)
-            window = torch.cat([window, r_win.to(window)], 0)
-            y0 = torch.cat([y0, r_cands.to(y0)], 0)
+        window, y0, n_replay = extend_with_replay(replay, tc.replay_fraction, window, y0, generator)
     x, target = window[:, :-1], window[:, 1:]
     traj = spec.run(model.energy_fn(x, reference=reference), y0, model.step_size(), generator)
     loss, per_step = spec.step_losses(traj, lambda c: regression_loss(c, target, cfg.loss))
@@ -175,7 +171,6 @@ class SequenceTask(Task):
     def __init__(self, cfg: SequenceRunConfig):
         super().__init__(cfg)
         self.data: SequenceData | None = None
-        self.replay: ReplayBuffer | None = None
 
     @classmethod
     def default_system(cls, preset: str) -> str:
@@ -195,20 +190,11 @@ class SequenceTask(Task):
     def setup(self, ckpt_dir: Path | None) -> SequenceRunConfig:
         self.data = load_sequence_data(self.cfg.data, self.cfg.model.context + 1)
         self.cfg = self.cfg.replace(**{"model.features": self.data.features})
-        if self.cfg.model.model == "ebt" and self.cfg.thinking.replay_fraction > 0:
-            self.replay = ReplayBuffer(self.cfg.thinking.replay_size)
+        self.setup_replay()
         return self.cfg
 
-    def restore(self, ckpt_dir: Path, main: bool) -> None:
-        saved = ckpt_dir / REPLAY_FILE
-        if self.replay is not None and saved.exists() and main:
-            self.replay = ReplayBuffer.from_bytes(saved.read_bytes())
-
     def checkpoint_files(self) -> dict[str, bytes]:
-        files = {STATS_FILE: json.dumps(self.data.stats(), indent=1).encode()}
-        if self.replay is not None:
-            files[REPLAY_FILE] = self.replay.to_bytes()
-        return files
+        return {STATS_FILE: json.dumps(self.data.stats(), indent=1).encode(), **super().checkpoint_files()}
 
     def loss(self, model, generator):
         dev = next(model.parameters()).device

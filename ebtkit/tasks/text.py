@@ -20,7 +20,7 @@ from torch import nn
 from ..core.config import PRESET_SYSTEMS, PRESETS, RECIPES, RunConfig, ThinkingConfig
 from ..core.models import build_model
 from ..core.recipe import ThinkingSpec, landscape_schedule
-from ..core.replay import REPLAY_FILE, ReplayBuffer, replay_count
+from ..core.replay import ReplayBuffer, extend_with_replay
 from ..core.thinking import is_energy_model
 from ..data.text import get_batch, prepare_text_data
 from ..data.tokenizers import tokenizer_from_dir
@@ -56,12 +56,8 @@ def ebt_text_loss(model, tokens: torch.Tensor, tcfg: ThinkingConfig, generator: 
     y0 = init if init is not None else model.init_candidates((fresh, tokens.shape[1] - 1), generator)
     n_replay = 0
     use_replay = replay is not None and training and tcfg.replay_fraction > 0
-    if use_replay:
-        n_replay = min(replay_count(tcfg.replay_fraction, fresh), len(replay))
-        if n_replay:
-            r_tokens, r_cands = replay.sample(n_replay, generator)
-            tokens = torch.cat([tokens, r_tokens.to(tokens.device)], 0)                 # (B+n)×(S+1)
-            y0 = torch.cat([y0, r_cands.to(device=y0.device, dtype=y0.dtype)], 0)      # (B+n)×S×V
+    if use_replay:   # tokens (B+n)×(S+1), y0 (B+n)×S×V
+        tokens, y0, n_replay = extend_with_replay(replay, tcfg.replay_fraction, tokens, y0, generator)
     x, y = tokens[:, :-1], tokens[:, 1:]
     fn = model.energy_fn(x, reference=reference)
     traj = spec.run(fn, y0, model.step_size(), generator)
@@ -108,7 +104,6 @@ class TextTask(Task):
     def __init__(self, cfg: RunConfig):
         super().__init__(cfg)
         self.data = None
-        self.replay: ReplayBuffer | None = None
 
     @classmethod
     def default_system(cls, preset: str) -> str:
@@ -127,20 +122,11 @@ class TextTask(Task):
         tok = tokenizer_from_dir(self.cfg.data.tokenizer, ckpt_dir) if ckpt_dir is not None else None
         self.data = prepare_text_data(self.cfg.data, self.cfg.model.context, tok)
         self.cfg = self.cfg.replace(**{"model.vocab_size": self.data.tokenizer.vocab_size})
-        if self.cfg.model.model == "ebt" and self.cfg.thinking.replay_fraction > 0:
-            self.replay = ReplayBuffer(self.cfg.thinking.replay_size)
+        self.setup_replay()
         return self.cfg
 
-    def restore(self, ckpt_dir: Path, main: bool) -> None:
-        saved = ckpt_dir / REPLAY_FILE
-        if self.replay is not None and saved.exists() and main:
-            self.replay = ReplayBuffer.from_bytes(saved.read_bytes())
-
     def checkpoint_files(self) -> dict[str, bytes]:
-        files = dict(self.data.tokenizer.files())
-        if self.replay is not None:
-            files[REPLAY_FILE] = self.replay.to_bytes()
-        return files
+        return {**self.data.tokenizer.files(), **super().checkpoint_files()}
 
     def loss(self, model, generator):
         cfg = self.cfg
