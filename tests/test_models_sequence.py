@@ -156,3 +156,20 @@ def test_bad_shapes_raise():
         m.energy(x, y[:, :3])
     with pytest.raises(ValueError, match="F=5"):
         make("transformer++")(x[..., :2])
+
+
+def test_thinking_moves_the_candidate_only_within_the_projections_row_space():
+    """∇_ŷE = Wᵀ ∂E/∂z for the candidate embedding z = Wŷ + b, so every thinking step stays in the row space of W
+    (rank ≤ D): with F > D, a component of the start orthogonal to it is never changed. This is why an N(0, I)
+    start cannot be denoised when F > D (docs/sequences.md)."""
+    m = make(d_model=4, n_heads=2)                    # F = 5 > D = 4
+    x, _ = data()
+    y0 = torch.randn(2, S, F_, dtype=torch.float64, generator=torch.Generator().manual_seed(7))
+    from ebtkit.core.thinking import think
+    tr = think(m.energy_fn(x), y0, steps=3, alpha=5.0, landscapes=[0, 1, 1])
+    W = m.in_proj.weight                              # D × F
+    Q, _ = torch.linalg.qr(W.T)                       # F × D, orthonormal basis of the row space
+    ortho = torch.eye(F_, dtype=W.dtype) - Q @ Q.T
+    moved = tr.final - y0
+    assert moved.abs().max() > 1e-3
+    torch.testing.assert_close(moved @ ortho, torch.zeros_like(moved), rtol=0, atol=1e-10)
