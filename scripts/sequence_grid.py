@@ -3,7 +3,8 @@
 For each seed: ``ebt train --task sequence --model transformer++`` into ``ROOT/tpp/s<seed>``, each EBT variant into
 ``ROOT/<variant>/s<seed>``, then ``ebt eval EBT --compare TPP`` (the same test windows) → ``eval_sequence.json`` in the
 EBT's run directory. Finished pieces are skipped, so an interrupted grid continues; every job gets
-``OMP_NUM_THREADS=1``. Used for the numbers in docs/sequences.md.
+``OMP_NUM_THREADS=1`` (``--threads N`` to change it: the EBT's float summation order, hence its numbers, depend
+on it). Used for the numbers in docs/sequences.md.
 
     python scripts/sequence_grid.py ROOT --common '--preset cpu' --variant 'ebt=' --variant 'a100=--alpha 100' \
         --seeds 33,34,35 --jobs 2
@@ -23,12 +24,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 PY = [sys.executable, "-m", "ebtkit.cli"]
+THREADS = "1"     # OMP_NUM_THREADS of every job (--threads)
 
 
 def _run(cmd: list[str], log: Path) -> None:
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as f:
-        r = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=f, stderr=subprocess.STDOUT)
+        r = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": THREADS}, stdout=f, stderr=subprocess.STDOUT)
     if r.returncode:
         raise RuntimeError(f"failed ({r.returncode}): {' '.join(cmd)}; see {log}")
 
@@ -122,8 +124,11 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--common", default="")
     ap.add_argument("--eval", default="", help="extra flags of ebt eval")
+    ap.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of every job")
     ap.add_argument("--summary", action="store_true")
     a = ap.parse_args()
+    global THREADS
+    THREADS = str(a.threads)
     root = Path(a.root)
     if not a.summary:
         seeds = [int(s) for s in a.seeds.split(",")]
