@@ -163,8 +163,10 @@ def evaluate_sequence(models: dict[str, tuple[torch.nn.Module, int | None]], dat
             entry["rollout"]["energy_per_step"] = [float(v) for v in ro["energy"].mean(0)]
             study = []
             for n in sorted(set(think_steps) | {steps}):
-                r = _batched_rollout(model, observed, K, batch_size, steps=n, generator=gen())
-                e = horizon_errors(data.to_units(r["pred"]), units_target, frame_shape=data.frame_shape)
+                # the run's own step count was rolled out above with the same generator seed: reuse it
+                r = ro if n == steps else _batched_rollout(model, observed, K, batch_size, steps=n, generator=gen())
+                e = errs if n == steps else horizon_errors(data.to_units(r["pred"]), units_target,
+                                                            frame_shape=data.frame_shape)
                 study.append({"policy": f"{n} steps", "steps": n, "samples": 1, "nfe": r["nfe"],
                               "error": _headline(e, video)[1], "mse": e["mse"]["mean"]})
             for n in bon:
