@@ -20,7 +20,7 @@ from .training.rundir import RunError
 # and is reported as an internal error with its type
 EXPECTED = (ValueError, CheckpointError, NonFiniteError, RunError, OSError)
 
-COMMANDS = ("train", "eval", "generate", "think", "bench", "presets", "sweep", "report")
+COMMANDS = ("train", "eval", "generate", "think", "bench", "presets", "sweep", "report", "prepare")
 
 
 class Parser(argparse.ArgumentParser):

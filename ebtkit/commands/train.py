@@ -42,7 +42,8 @@ def add_parser(sub):
     p.add_argument("--config", default=None, metavar="FILE", help="a TOML or JSON file holding a whole run (keys "
                    "task, preset, system and config sections such as [model], [train]), or a run's "
                    "checkpoint/config.json; flags and --set override it")
-    p.add_argument("--data", default=None, help="text: a UTF-8 text file (default: built-in corpus); "
+    p.add_argument("--data", default=None, help="text: a UTF-8 text file (default: built-in corpus), or a directory "
+                   "written by 'ebt prepare' (memory-mapped token shards; its tokenizer and split); "
                    "denoise: an IDX file, a folder of IDX files or a folder of images; "
                    "sequence: a .npy/.npz array of shape (N, T, F)")
     p.add_argument("--steps", type=int, default=None, help="optimizer steps (with --resume: extend the run to N; "

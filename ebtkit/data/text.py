@@ -8,18 +8,22 @@ Built-in corpora (registry ``CORPORA``):
   English of a different kind, used for out-of-distribution evaluation.
 
 Any UTF-8 text file can be used with ``--data PATH``. The split is deterministic: the last
-``val_fraction`` of the text (cut at a line boundary) is validation.
+``val_fraction`` of the text (cut at a line boundary) is validation. ``--data DIR`` with a ``manifest.json``
+is a corpus prepared by ``ebt prepare`` (:mod:`ebtkit.data.shards`): memory-mapped token shards with their own
+tokenizer and split. Batching takes either kind of token source — a 1-D tensor or a
+:class:`~ebtkit.data.shards.ShardTokens` — as both give ``len()`` and ``[a:b]`` slices.
 """
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 import importlib.util
 from pathlib import Path
 from typing import Callable
 
 import torch
 
+from .shards import ShardTokens, check_tokenizer, open_shards
 from .tokenizers import build_tokenizer
 
 
@@ -84,13 +88,15 @@ def load_text_file(path: str | Path) -> str:
 
 @dataclass
 class TextData:
-    """Tokenized train / validation / OOD streams (1-D long tensors) and their tokenizer."""
+    """Tokenized train / validation / OOD streams (1-D long tensors, or memory-mapped shards) and their
+    tokenizer; ``decided``: config keys the data fixed (a prepared corpus's tokenizer)."""
 
-    train: torch.Tensor
-    val: torch.Tensor
+    train: torch.Tensor | ShardTokens
+    val: torch.Tensor | ShardTokens
     ood: torch.Tensor | None
     tokenizer: object
     source: str
+    decided: dict = field(default_factory=dict)
 
 
 def split_text(text: str, val_fraction: float) -> tuple[str, str]:
@@ -101,7 +107,11 @@ def split_text(text: str, val_fraction: float) -> tuple[str, str]:
 
 
 def prepare_text_data(cfg, context: int, tokenizer=None) -> TextData:
-    """Load, split and tokenize per a ``DataConfig``. Checks that both splits hold a full context window."""
+    """Load, split and tokenize per a ``DataConfig``. Checks that both splits hold a full context window.
+
+    A directory ``cfg.path`` is a prepared corpus (see :func:`prepared_text_data`)."""
+    if cfg.path and Path(cfg.path).is_dir():
+        return prepared_text_data(cfg, context, tokenizer)
     if cfg.path:
         text, source = load_text_file(cfg.path), str(cfg.path)
     else:
@@ -121,16 +131,45 @@ def prepare_text_data(cfg, context: int, tokenizer=None) -> TextData:
     return TextData(train, val, ood, tok, source)
 
 
-def get_batch(data: torch.Tensor, batch_size: int, length: int, generator: torch.Generator) -> torch.Tensor:
-    """Random windows of ``length`` tokens (B×length), nanoGPT style, drawn with ``generator``."""
+def prepared_text_data(cfg, context: int, tokenizer=None) -> TextData:
+    """A corpus prepared by ``ebt prepare`` (shards verified: sizes and checksums). Its manifest decides the
+    tokenizer and the split: ``data.tokenizer`` may be left at its default (byte) for a BPE corpus, but asking for
+    ``bpe`` with a byte corpus is an error, and so is a ``tokenizer`` (a resumed or evaluated run's) that differs
+    from the manifest's."""
+    shards = open_shards(cfg.path)
+    tok = shards.tokenizer
+    if tokenizer is not None:
+        check_tokenizer(tokenizer, shards)
+    elif cfg.tokenizer != tok.kind and cfg.tokenizer != "byte":
+        raise DataError(f"{cfg.path} was prepared with the {tok.kind} tokenizer, not {cfg.tokenizer} (--tokenizer, "
+                        f"data.tokenizer); drop --tokenizer or prepare the corpus with --tokenizer {cfg.tokenizer}")
+    source = shards.describe()
+    for name, t in (("training", shards.train), ("validation", shards.val)):
+        if len(t) < context + 2:
+            raise DataError(f"{source}: the {name} split has {len(t)} tokens, fewer than one context window "
+                            f"({context + 1} tokens); use more text, a smaller --context or a larger --val-fraction")
+    ood = None
+    if cfg.ood:
+        o = torch.tensor(tok.encode(load_corpus(cfg.ood)), dtype=torch.long)
+        ood = o if len(o) >= context + 2 else None
+    tm = shards.manifest["tokenizer"]
+    decided = {"data.tokenizer": tok.kind, **({"data.bpe_vocab": tm["bpe_vocab"]} if "bpe_vocab" in tm else {})}
+    return TextData(shards.train, shards.val, ood, tok, source, decided)
+
+
+def get_batch(data: torch.Tensor | ShardTokens, batch_size: int, length: int,
+              generator: torch.Generator) -> torch.Tensor:
+    """Random windows of ``length`` tokens (B×length), nanoGPT style, drawn with ``generator``. ``data``: a 1-D
+    tensor or memory-mapped shards (only the windows' tokens are read)."""
     if len(data) < length:
         raise DataError(f"need at least {length} tokens, have {len(data)}")
     ix = torch.randint(0, len(data) - length + 1, (batch_size,), generator=generator)
     return torch.stack([data[i:i + length] for i in ix.tolist()])
 
 
-def eval_windows(data: torch.Tensor, length: int, max_windows: int | None = None) -> torch.Tensor:
-    """Deterministic non-overlapping windows (N×length) covering the stream from the start."""
+def eval_windows(data: torch.Tensor | ShardTokens, length: int, max_windows: int | None = None) -> torch.Tensor:
+    """Deterministic non-overlapping windows (N×length) covering the stream from the start (of shards: only
+    those windows' tokens are read)."""
     n = len(data) // length
     if max_windows is not None:
         n = min(n, max_windows)

@@ -121,7 +121,8 @@ class TextTask(Task):
     def setup(self, ckpt_dir: Path | None) -> RunConfig:
         tok = tokenizer_from_dir(self.cfg.data.tokenizer, ckpt_dir) if ckpt_dir is not None else None
         self.data = prepare_text_data(self.cfg.data, self.cfg.model.context, tok)
-        self.cfg = self.cfg.replace(**{"model.vocab_size": self.data.tokenizer.vocab_size})
+        # a prepared corpus (ebt prepare) also decides the tokenizer keys (data.decided)
+        self.cfg = self.cfg.replace(**{"model.vocab_size": self.data.tokenizer.vocab_size, **self.data.decided})
         self.setup_replay()
         return self.cfg
 
