@@ -170,8 +170,12 @@ def cmd_budget(args):
 
 
 # ------------------------------------------------------------------------------------------ mechanisms
-def mechanisms_on_batch(m, x, y, K, mult, bon, sigma0, tol, g_seed, add):
-    """Every mechanism on one batch; ``add(name, nll, nfe)``. Grid-valued ones are added under ``name@value``."""
+PARTS = ("plain", "langevin", "annealed", "accept", "tol", "bon", "bon_sigma")
+
+
+def mechanisms_on_batch(m, x, y, K, mult, bon, sigma0, tol, g_seed, add, parts=PARTS):
+    """Every mechanism in ``parts`` on one batch; ``add(name, nll, nfe)``. Grid-valued ones are added under
+    ``name@value``. ``plain`` (trained steps and thinking longer) is always run."""
     L = mult * K
     zinit = m.cfg.init == "zeros"
     lsm = lambda t: torch.log_softmax(t.float(), -1)  # noqa: E731
@@ -189,17 +193,22 @@ def mechanisms_on_batch(m, x, y, K, mult, bon, sigma0, tol, g_seed, add):
     # C: constant Langevin σ0 for L steps, iterates averaged from K+1 on; D: annealed σ0 → 0 (linear)
     for tag, sig in (("langevin", px.sigma_schedule(sigma0, L)),
                      ("annealed", px.sigma_schedule(sigma0, L, "linear", 0.0))):
+        if tag not in parts:
+            continue
         c = px.sample_thoughts(m, x, steps=L, sigmas=sig, average_from=K + 1, generator=g_seed())
         add(f"{tag} {L}", px.nll(lsm(c.logits[L][0]), y), L)
         add(f"{tag} {L}, iterate mean", px.nll(px.mixture_of_probs(c.mean_probs), y), L)
     # accept-lower and early stop over L steps (the shipped policies)
-    o = think_text(m, x, steps=L, accept_lower=True, generator=g_seed())
-    add(f"accept-lower {L}", px.nll(lsm(o.candidates), y), L + 1)
-    if tol is not None:
+    if "accept" in parts:
+        o = think_text(m, x, steps=L, accept_lower=True, generator=g_seed())
+        add(f"accept-lower {L}", px.nll(lsm(o.candidates), y), L + 1)
+    if tol is not None and "tol" in parts:
         o = think_text(m, x, steps=L, tol=tol, generator=g_seed())
         add(f"early stop ≤{L}", px.nll(lsm(o.candidates), y), float(o.nfe.double().mean()))
     # B: best-of-N at K steps, noise-free (System 1: random N(0,1) starts); E: with Langevin σ0
     for tag, kw in (("", dict(init="normal" if zinit else None)), (" σ", dict(sigmas=[sigma0] * K))):
+        if ("bon_sigma" if tag else "bon") not in parts:
+            continue
         s = px.sample_thoughts(m, x, steps=K, samples=bon, generator=g_seed(), **kw)
         lg, e = s.logits[K], s.energy[K]
         nfe = bon * K
@@ -224,11 +233,14 @@ def cmd_mechanisms(args):
     ood = dict(kv.split("=", 1) for kv in args.ood)
     for run in args.runs:
         b, data = load_run(run)
-        m, K = b.model, b.eval_steps
+        m, K = b.model, args.at_steps or b.eval_steps
         sigma0 = args.sigma if args.sigma is not None else (b.config.thinking.langevin_sigma or 0.5)
         splits = {"calib": calib_windows(b, data, args.calib_windows), **split_windows(b, data, args.windows, ood)}
+        parts = tuple(args.parts.split(","))
+        if not set(parts) <= set(PARTS):
+            raise SystemExit(f"--parts: choose from {', '.join(PARTS)}")
         tol = None
-        if not args.no_tol:
+        if "tol" in parts:
             first = splits["calib"][: args.batch_size, :-1]
             tol = auto_tolerances(m, first, K, quantiles=(0.5,), steps=args.mult * K)[0]
         acc = Acc()
@@ -238,10 +250,10 @@ def cmd_mechanisms(args):
                 x, y = batch[:, :-1], batch[:, 1:]
                 mechanisms_on_batch(m, x, y, K, args.mult, args.bon, sigma0, tol,
                                     lambda: gen(args.seed, i),
-                                    lambda name, nll, nfe: acc.add(split, name, nll, nfe))
+                                    lambda name, nll, nfe: acc.add(split, name, nll, nfe), parts)
             log(Path(run).name, split, f"trained {acc.ppl(split, 'trained'):.3f}", f"{time.time() - t0:.0f}s")
-        rec = {**meta(b, run), "windows": args.windows, "calib_windows": args.calib_windows, "mult": args.mult,
-               "bon": args.bon, "sigma0": sigma0, "tol": tol, "ood_files": ood, "splits": acc.table(),
+        rec = {**meta(b, run), "at_steps": K, "windows": args.windows, "calib_windows": args.calib_windows, "mult": args.mult,
+               "bon": args.bon, "sigma0": sigma0, "tol": tol, "parts": list(parts), "ood_files": ood, "splits": acc.table(),
                "seconds": time.time() - t0}
         rec["calibrated"] = calibrate(rec["splits"])
         write(Path(args.out), run, "mechanisms", rec)
@@ -319,7 +331,8 @@ def main(argv=None):
             p.add_argument("--ood", action="append", default=[], metavar="NAME=FILE")
             p.add_argument("--calib-windows", type=int, default=64)
             p.add_argument("--sigma", type=float, default=None, help="Langevin σ0 (default: trained σ, else 0.5)")
-            p.add_argument("--no-tol", action="store_true")
+            p.add_argument("--at-steps", type=int, default=None, help="the 'trained' step count K (default: the run's)")
+            p.add_argument("--parts", default=",".join(PARTS), help="mechanisms to run (default all): " + ",".join(PARTS))
     p = sub.add_parser("table")
     p.add_argument("files", nargs="+")
     args = ap.parse_args(argv)
