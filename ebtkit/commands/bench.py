@@ -9,9 +9,11 @@ grid is the published one (``docs/speed.md``). The measurement code is not part 
 from __future__ import annotations
 
 import importlib.util
+import subprocess
 import sys
 from pathlib import Path
 
+from ..core.device import resolve_device
 from . import parse_int_list, write_json_atomic
 
 
@@ -47,6 +49,17 @@ def load_bench():
 
 
 def run(args) -> int:
+    dev = resolve_device(getattr(args, "device", "auto"))
+    if dev.type == "cuda":
+        # the GPU benchmark is its own script (parity tests, fp32/bf16 steps, sync check): benchmarks/gpu_check.py
+        script = BENCH.parent / "gpu_check.py"
+        if not script.is_file():
+            raise ValueError(f"ebt bench --device cuda needs a source checkout of ebtkit ({script} not found)")
+        cmd = [sys.executable, str(script), "--device", str(dev)] + (["--out", args.out] if args.out else [])
+        return subprocess.call(cmd)
+    if dev.type != "cpu":
+        raise ValueError(f"ebt bench measures the CPU (benchmarks/bench.py) or CUDA (benchmarks/gpu_check.py), "
+                         f"not {dev}")
     bench = load_bench()
     if args.rounds is not None and args.rounds < 1:
         raise ValueError("--rounds must be >= 1")

@@ -69,8 +69,9 @@ def _write_json(path: Path, obj: Any) -> None:
 
 def save_checkpoint(run_dir: str | os.PathLike, model: nn.Module, config: dict, *, task: str,
                     optimizer: torch.optim.Optimizer | None = None, state: dict | None = None,
-                    extra_files: dict[str, bytes] | None = None) -> Path:
-    """Atomically write ``run_dir/checkpoint``. Returns its path.
+                    extra_files: dict[str, bytes] | None = None, name: str = CKPT) -> Path:
+    """Atomically write ``run_dir/<name>`` (default ``checkpoint``; ``best`` for the best-by-validation copy).
+    Returns its path.
 
     Raises NonFiniteError (and writes nothing) if a weight is NaN or infinite."""
     weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
@@ -80,7 +81,8 @@ def save_checkpoint(run_dir: str | os.PathLike, model: nn.Module, config: dict, 
                              f"{len(weights)} tensors, e.g. {bad[0]}) in {run_dir}")
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
-    tmp, final, old = run / TMP, run / CKPT, run / OLD
+    tmp, final, old = (run / TMP, run / CKPT, run / OLD) if name == CKPT else \
+        (run / f"{name}.tmp", run / name, run / f"{name}.old")
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()

@@ -47,6 +47,22 @@ class ConfigError(ValueError):
     """A config key or value is wrong (one line naming the key)."""
 
 
+# the keys a run records about its user data file (``ebtkit.data.fingerprint``): set by the task, never by users
+DATA_FINGERPRINT = {"data.path_size": "it is recorded from the data when the run starts (with data.path_sha256)",
+                    "data.path_sha256": "it is recorded from the data when the run starts (with data.path_size)"}
+
+
+def check_fingerprint(size: int | None, sha256: str | None) -> None:
+    """A recorded data fingerprint: both or neither of size (>= 0) and SHA-256 (64 lowercase hex digits)."""
+    if (size is None) != (sha256 is None):
+        raise ValueError("path_size and path_sha256 are recorded together (both or neither)")
+    if sha256 is not None:
+        if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+            raise ValueError(f"path_sha256 must be 64 lowercase hex digits, got {sha256!r}")
+        if size < 0:
+            raise ValueError(f"path_size must be >= 0, got {size}")
+
+
 def _type_name(tp) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
@@ -363,8 +379,15 @@ class TrainConfig(Config):
     log_every: int = 10
     save_every: int = 250
     seed: int = 33
+    precision: str = "auto"            # auto (bf16 on CUDA with bf16, else fp32) | fp32 | bf16 | fp16 (autocast)
+    keep_best: bool = False            # also keep RUN/best/: the checkpoint with the best validation headline
+    checkpoint_blocks: bool = False    # EBTs: activation checkpointing of the blocks inside unrolled thinking
+    zero: int = 0                      # 1: ZeRO-1 — AdamW state sharded over the ranks (multi-process runs only)
 
     def __post_init__(self):
+        _choice("precision", self.precision, ("auto", "fp32", "bf16", "fp16"))
+        if self.zero not in (0, 1):
+            raise ValueError(f"zero must be 0 (off) or 1 (ZeRO-1: optimizer state sharded over the ranks), got {self.zero}")
         for n in ("steps", "batch_size", "lr", "eval_every", "eval_batches", "log_every", "save_every",
                   "schedule_steps"):
             _positive(n, getattr(self, n))
@@ -377,7 +400,9 @@ class TrainConfig(Config):
 @dataclass
 class DataConfig(Config):
     corpus: str = "bible"              # built-in corpus name, or "file" with ``path``
-    path: str | None = None            # a UTF-8 text file to train on
+    path: str | None = None            # a UTF-8 text file to train on (absolute once a run has started)
+    path_size: int | None = None       # recorded by the run: the file's size in bytes ...
+    path_sha256: str | None = None     # ... and SHA-256 (ebtkit.data.fingerprint; checked on eval and resume)
     tokenizer: str = "byte"            # "byte" | "bpe" (trained locally, saved with the run)
     bpe_vocab: int = 1024
     val_fraction: float = 0.05         # the last fraction of the text is validation
@@ -388,6 +413,7 @@ class DataConfig(Config):
         if not 0 < self.val_fraction < 0.5:
             raise ValueError(f"val_fraction must be in (0, 0.5), got {self.val_fraction}")
         _positive("bpe_vocab", self.bpe_vocab)
+        check_fingerprint(self.path_size, self.path_sha256)
 
 
 @dataclass
@@ -400,7 +426,8 @@ class RunConfig(Config):
     data: DataConfig = field(default_factory=DataConfig)
     preset: str = "custom"
 
-    DERIVED: ClassVar[dict[str, str]] = {"model.vocab_size": "it is set by the tokenizer (data.tokenizer, data.bpe_vocab)"}
+    DERIVED: ClassVar[dict[str, str]] = {"model.vocab_size": "it is set by the tokenizer (data.tokenizer, data.bpe_vocab)",
+                                         **DATA_FINGERPRINT}
 
     @classmethod
     def upgrade(cls, d: dict[str, Any]) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from typing import Callable
 import torch
 
 from .config import ThinkingConfig
+from .rng import host_generator
 from .thinking import EnergyFn, Trajectory, Update, think
 
 SELECTIONS = ("min", "max_drop")
@@ -34,7 +35,8 @@ def sample_steps(tcfg: ThinkingConfig, generator: torch.Generator | None, traini
         return tcfg.default_eval_steps
     if tcfg.max_steps is None or tcfg.max_steps == tcfg.steps:
         return tcfg.steps
-    return int(torch.randint(tcfg.steps, tcfg.max_steps + 1, (1,), generator=generator))
+    # a host-side draw (the count shapes the graph): from the generator's host stream, so no device sync
+    return int(torch.randint(tcfg.steps, tcfg.max_steps + 1, (1,), generator=host_generator(generator)))
 
 
 def landscape_schedule(n_landscapes: int, steps: int) -> list[int]:

@@ -72,6 +72,8 @@ class ReplayBuffer:
             raise ValueError(f"{tokens.shape[0]} token rows but {candidates.shape[0]} candidate rows")
         if self.tokens is None:
             self._allocate(tokens, candidates)
+        elif self.tokens.device != tokens.device:      # restored from a checkpoint on the host: follow the batch
+            self.tokens, self.candidates = self.tokens.to(tokens.device), self.candidates.to(candidates.device)
         elif tokens.shape[1:] != self.tokens.shape[1:] or candidates.shape[1:] != self.candidates.shape[1:]:
             raise ValueError(f"replay records must all have the same shape: buffer holds tokens "
                              f"{tuple(self.tokens.shape[1:])} / candidates {tuple(self.candidates.shape[1:])}, got "
@@ -79,8 +81,8 @@ class ReplayBuffer:
         n = tokens.shape[0]
         if n > self.capacity:                          # only the newest `capacity` rows can survive
             tokens, candidates, n = tokens[-self.capacity:], candidates[-self.capacity:], self.capacity
-        slots = [(self._next + i) % self.capacity for i in range(n)]
-        idx = torch.tensor(slots, device=self.tokens.device)
+        # slots (next + i) mod capacity, made on the buffer's device (no host→device copy)
+        idx = (torch.arange(n, device=self.tokens.device) + self._next) % self.capacity
         self.tokens.index_copy_(0, idx, tokens.detach().to(self.tokens.dtype))
         self.candidates.index_copy_(0, idx, candidates.detach().to(self.candidates.dtype))
         self._next = (self._next + n) % self.capacity

@@ -266,6 +266,12 @@ def think(
                 y_in = y_in + noise
             u = update.point(y_in)
             E = energy_fn(u, landscape)
+            if E.dtype in (torch.float16, torch.bfloat16):
+                # Mixed precision: the network runs in bf16/fp16 under autocast, but the candidate, its energy
+                # and the update stay fp32. A step α∇E is small next to ŷ (bf16 keeps 8 mantissa bits: a 1 %
+                # change of a logit of 4 is below its resolution and would round away), and best-of-N and
+                # accept-lower compare energies that differ in the 3rd–4th digit.
+                E = E.float()
             if E.shape != y_in.shape[: E.dim()]:
                 raise ValueError(f"energy shape {tuple(E.shape)} is not a prefix of candidate shape {tuple(y_in.shape)}")
             if nfe is None:
@@ -299,7 +305,8 @@ def think(
                 changed = (E.detach() - energies[-1].detach()).abs() >= tol
                 active = changed if active is None else active & changed
             if alpha_t is None:
-                alpha_t = alpha if isinstance(alpha, torch.Tensor) else torch.tensor(float(alpha), device=y_in.device, dtype=y_in.dtype)
+                alpha_t = alpha if isinstance(alpha, torch.Tensor) else \
+                    torch.full((), float(alpha), device=y_in.device, dtype=y_in.dtype)    # a fill, not a copy
                 if alpha_jitter != 1.0:
                     alpha_t = jittered_alpha(alpha_t, E.shape, alpha_jitter, generator)
                 if alpha_t.dim() > 0:

@@ -30,6 +30,7 @@ import os
 from pathlib import Path
 
 from ..core.config import flatten
+from ..core.device import resolve_device
 
 SHORT_KEYS = {"steps": "train.steps", "batch_size": "train.batch_size", "d_model": "model.d_model",
               "n_layers": "model.n_layers", "n_heads": "model.n_heads", "lr": "train.lr",
@@ -39,7 +40,8 @@ X_NAMES = ("tokens", "params", "batch_tokens", "layers", "flops")
 X_LABELS = {"tokens": "training tokens", "params": "non-embedding parameters", "batch_tokens": "tokens per batch",
             "layers": "layers", "flops": "training FLOPs"}
 MODEL_SLUG = {"ebt": "ebt", "transformer++": "tpp"}
-SPEC_KEYS = {"name", "out", "preset", "system", "models", "seeds", "set", "eval", "axes", "jobs", "fit", "flops"}
+SPEC_KEYS = {"name", "out", "preset", "system", "models", "seeds", "set", "eval", "axes", "jobs", "fit", "flops",
+             "device"}
 EVAL_DEFAULTS = {"max_windows": 64, "batch_size": 16, "thinking": False, "thinking_windows": 8,
                  "think_steps": "2,4,8", "bon": "2,4", "tols": "auto"}
 FLOPS_FREE_KEYS = ("steps", "seed", "eval_every", "save_every", "log_every", "eval_batches", "lr", "warmup",
@@ -94,6 +96,8 @@ def normalise_spec(spec: dict) -> dict:
            "set": flatten(dict(spec.get("set", {}))), "jobs": int(spec.get("jobs", 1)), "flops": bool(spec.get("flops", True))}
     if spec.get("out"):
         out["out"] = str(spec["out"])
+    out["device"] = str(spec.get("device", "auto"))      # every trial's --device (train and eval)
+    resolve_device(out["device"])                        # a device this machine lacks fails before any run
     for m in out["models"]:
         if m not in MODEL_SLUG:
             raise ValueError(f"sweep spec: unknown model {m!r}; choose from {', '.join(MODEL_SLUG)}")

@@ -184,7 +184,7 @@ def _sets(over: dict) -> list[str]:
 
 def train_command(run: Run, spec: dict, run_dir: Path) -> list[str]:
     cmd = _cli("train", "--out", run_dir, "--no-progress", "--no-eval", "--preset", spec["preset"],
-               "--model", run.model, "--seed", run.seed)
+               "--model", run.model, "--seed", run.seed, "--device", spec.get("device", "auto"))
     if spec.get("system") and run.model == "ebt":
         cmd += ["--system", spec["system"]]
     return cmd + _sets(run.overrides)
@@ -192,7 +192,8 @@ def train_command(run: Run, spec: dict, run_dir: Path) -> list[str]:
 
 def eval_command(run: Run, spec: dict, run_dir: Path) -> list[str]:
     ev = spec["eval"]
-    cmd = _cli("eval", run_dir, "--max-windows", ev["max_windows"], "--batch-size", ev["batch_size"])
+    cmd = _cli("eval", run_dir, "--max-windows", ev["max_windows"], "--batch-size", ev["batch_size"],
+               "--device", spec.get("device", "auto"))
     if run.model == "ebt" and ev["thinking"]:
         cmd += ["--thinking-windows", str(ev["thinking_windows"]), "--think-steps", str(ev["think_steps"]),
                 "--bon", str(ev["bon"]), "--tols", str(ev["tols"])]

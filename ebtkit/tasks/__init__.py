@@ -6,6 +6,8 @@ directory and returns a typed :class:`~ebtkit.tasks.base.Bundle` (model, config,
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
 from pathlib import Path
 from typing import Any
@@ -45,7 +47,21 @@ def task_of(config: Config) -> type[Task]:
     raise ConfigError(f"no task uses config type {type(config).__name__}")
 
 
-def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Bundle:
+_DEVICE: contextvars.ContextVar = contextvars.ContextVar("ebtkit_load_device", default=None)
+
+
+@contextlib.contextmanager
+def using_device(device: str | torch.device):
+    """Within this block :func:`load` puts models on ``device`` unless told otherwise (what the CLI's
+    ``--device`` sets for ``eval``, ``generate``, ``think`` and ``bench``)."""
+    token = _DEVICE.set(torch.device(device))
+    try:
+        yield
+    finally:
+        _DEVICE.reset(token)
+
+
+def load(path: str | os.PathLike, map_location: str | torch.device | None = None) -> Bundle:
     """Rebuild a run's model from a run or checkpoint directory (config.json + model.safetensors).
 
     Returns a :class:`Bundle`: ``.model`` (eval mode), ``.config`` (the resolved run config), ``.task``,
@@ -64,6 +80,8 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> B
     except (ValueError, TypeError, KeyError, FileNotFoundError) as e:
         raise ckpt.CheckpointError(f"{c / 'config.json'} does not build a model: {e}") from None
     ckpt.load_weights(model, c)
+    if map_location is None:
+        map_location = _DEVICE.get() or "cpu"
     bundle.model = model.to(map_location).eval()
     return bundle
 

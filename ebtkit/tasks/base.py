@@ -20,6 +20,7 @@ from torch import nn
 
 from ..core.config import Config, resolve_preset
 from ..core.replay import REPLAY_FILE, ReplayBuffer
+from ..data.fingerprint import absolute_path, record
 
 
 @dataclass
@@ -51,6 +52,7 @@ class Task(ABC):
     models: ClassVar[tuple[str, ...]]
     flags: ClassVar[dict[str, str]] = {}          # CLI flag (argparse dest) → config key, for this task
     headline: ClassVar[str] = "loss"              # the validation metric printed and kept in state.json
+    headline_mode: ClassVar[str] = "min"          # "min": lower is better (--keep-best); "max": higher is better
     ebt_only: ClassVar[tuple[str, ...]] = ("system", "alpha", "think_steps", "loss")   # flags only an EBT takes
 
     def __init__(self, cfg: Config):
@@ -98,6 +100,30 @@ class Task(ABC):
         saved = ckpt_dir / REPLAY_FILE
         if self.replay is not None and saved.exists() and main:
             self.replay = ReplayBuffer.from_bytes(saved.read_bytes())
+
+    # ------------------------------------------------------------------ a user's data path
+    def locate_data(self, fresh: bool) -> None:
+        """Before the data loads: a user's ``data.path`` is made absolute (against the current directory). A fresh
+        run drops any fingerprint copied with its config (it records its own once the data has loaded); a resumed
+        run keeps its own, which the loader checks (moved or changed data is refused). A resumed run saved before
+        fingerprints existed (a path as typed, no ``data.path_sha256``) gets its path made absolute here and its
+        fingerprint recorded by :meth:`record_data`, from its next checkpoint on."""
+        data = getattr(self.cfg, "data", None)
+        if getattr(data, "path", None) is None or (not fresh and data.path_sha256 is not None):
+            return
+        self.cfg = self.cfg.replace(**{"data.path": absolute_path(data.path), "data.path_size": None,
+                                       "data.path_sha256": None})
+
+    def record_data(self, files=None) -> None:
+        """After the data loaded: record ``data.path_size`` / ``data.path_sha256`` (:mod:`ebtkit.data.fingerprint`)
+        where the run has none yet. ``files``: for a folder, the files its loader reads (folders without are not
+        fingerprinted)."""
+        data = getattr(self.cfg, "data", None)
+        if getattr(data, "path", None) is None or data.path_sha256 is not None:
+            return
+        keys = record(data, files)
+        if keys:
+            self.cfg = self.cfg.replace(**{f"data.{k}": v for k, v in keys.items()})
 
     # ------------------------------------------------------------------ training
     @abstractmethod

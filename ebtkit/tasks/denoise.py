@@ -23,12 +23,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..core.config import Config, ConfigError, ThinkingConfig, TrainConfig
+from ..core.config import DATA_FINGERPRINT, Config, ConfigError, ThinkingConfig, TrainConfig
+from ..core.device import model_device, to_device
 from ..core.models.diffusion import GaussianDiffusion
 from ..core.models.image import ImageModelConfig, build_image_model, count_params
 from ..core.recipe import ThinkingSpec
+from ..core.rng import device_of, host_generator
 from ..core.thinking import is_energy_model
-from ..data.images import ImageDataConfig, get_image_batch, load_image_data, resolve_dataset, to_float
+from ..data.images import (ImageDataConfig, get_image_batch, image_data_files, load_image_data, resolve_dataset,
+                           to_float)
 from ..eval.denoise import pixel_mse, psnr
 from .base import Task
 
@@ -71,6 +74,8 @@ class DenoiseRunConfig(Config):
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     data: ImageDataConfig = field(default_factory=ImageDataConfig)
     preset: str = "custom"
+
+    DERIVED: ClassVar[dict[str, str]] = dict(DATA_FINGERPRINT)
 
     def __post_init__(self):
         t = self.thinking
@@ -139,8 +144,9 @@ def ebt_denoise_loss(model, clean: torch.Tensor, noisy: torch.Tensor, cfg: Denoi
 
 def dit_loss(model, diffusion: GaussianDiffusion, clean: torch.Tensor, t_max: int, gen: torch.Generator | None):
     """DDPM simple loss at ``t ~ U{0..t_max}`` per image."""
-    t = torch.randint(0, t_max + 1, (clean.shape[0],), generator=gen)
-    noise = torch.randn(clean.shape, generator=gen)
+    dev = clean.device
+    t = torch.randint(0, t_max + 1, (clean.shape[0],), generator=gen, device=device_of(gen, dev)).to(dev)
+    noise = torch.randn(clean.shape, generator=gen, device=device_of(gen, dev)).to(dev)
     loss = diffusion.training_loss(model, clean, t, noise)
     return loss, {"loss": loss.detach()}
 
@@ -181,6 +187,7 @@ class DenoiseTask(Task):
                                        "data": "data.path", "dataset": "data.dataset", "loss": "noise.loss",
                                        "think_steps": "thinking.steps", "train_sigma": "noise.train_sigma"}
     headline = "val_psnr"
+    headline_mode = "max"
 
     def __init__(self, cfg: DenoiseRunConfig):
         super().__init__(cfg)
@@ -194,15 +201,20 @@ class DenoiseTask(Task):
 
     def setup(self, ckpt_dir: Path | None) -> DenoiseRunConfig:
         m = self.cfg.model
+        self.locate_data(fresh=ckpt_dir is None)
         self.data = load_image_data(self.cfg.data, m.image_size, m.channels)
         if self.cfg.data.path is None:      # record the concrete dataset, never "auto"
             self.cfg = self.cfg.replace(**{"data.dataset": resolve_dataset(self.cfg.data)})
+        self.record_data(image_data_files)
         return self.cfg
 
     def loss(self, model, generator):
-        clean = get_image_batch(self.data.train, self.cfg.train.batch_size, generator)   # B,C,H,W
+        dev = model_device(model)
+        clean = get_image_batch(self.data.train, self.cfg.train.batch_size, host_generator(generator))  # B,C,H,W
+        clean = to_device(clean, dev)
         if is_energy_model(model):
-            noisy = self.diffusion.q_sample(clean, self.t_train, torch.randn(clean.shape, generator=generator))
+            noise = torch.randn(clean.shape, generator=generator, device=device_of(generator, dev)).to(dev)
+            noisy = self.diffusion.q_sample(clean, self.t_train, noise)
             return ebt_denoise_loss(model, clean, noisy, self.cfg, generator)
         return dit_loss(model, self.diffusion, clean, self.t_train, generator)
 

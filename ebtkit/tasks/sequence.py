@@ -22,9 +22,11 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from ..core.config import Config, ThinkingConfig, TrainConfig
+from ..core.config import DATA_FINGERPRINT, Config, ThinkingConfig, TrainConfig
 from ..core.models.sequence import (SEQUENCE_LOSSES, SequenceModelConfig, build_sequence_model, count_params,
                                     regression_loss)
+from ..core.device import model_device, to_device
+from ..core.rng import host_generator
 from ..core.recipe import ThinkingSpec
 from ..core.replay import ReplayBuffer, extend_with_replay
 from ..core.thinking import is_energy_model
@@ -46,7 +48,8 @@ class SequenceRunConfig(Config):
     loss: str = "smooth_l1"            # per-step regression loss of both models: "smooth_l1" (β = 1) | "mse"
     preset: str = "custom"
 
-    DERIVED: ClassVar[dict[str, str]] = {"model.features": "it is set by the data (the arrays' last axis)"}
+    DERIVED: ClassVar[dict[str, str]] = {"model.features": "it is set by the data (the arrays' last axis)",
+                                         **DATA_FINGERPRINT}
 
     def __post_init__(self):
         if self.loss not in SEQUENCE_LOSSES:
@@ -188,8 +191,10 @@ class SequenceTask(Task):
         return Bundle(model=model, config=cfg, task=cls.name, path=ckpt_dir, extras=extras)
 
     def setup(self, ckpt_dir: Path | None) -> SequenceRunConfig:
+        self.locate_data(fresh=ckpt_dir is None)
         self.data = load_sequence_data(self.cfg.data, self.cfg.model.context + 1)
         self.cfg = self.cfg.replace(**{"model.features": self.data.features})
+        self.record_data()
         self.setup_replay()
         return self.cfg
 
@@ -197,8 +202,9 @@ class SequenceTask(Task):
         return {STATS_FILE: json.dumps(self.data.stats(), indent=1).encode(), **super().checkpoint_files()}
 
     def loss(self, model, generator):
-        dev = next(model.parameters()).device
-        window = self.data.train_batch(self.cfg.train.batch_size, generator).to(dev)
+        dev = model_device(model)
+        # the windows are made on the host (moving objects, series windows) from the step's host stream
+        window = to_device(self.data.train_batch(self.cfg.train.batch_size, host_generator(generator)), dev)
         if is_energy_model(model):
             loss, metrics, _ = ebt_sequence_loss(model, window, self.cfg, generator, replay=self.replay)
             return loss, metrics

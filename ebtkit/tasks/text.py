@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core.config import PRESET_SYSTEMS, PRESETS, RECIPES, RunConfig, ThinkingConfig
+from ..core.device import model_device, to_device
 from ..core.models import build_model
 from ..core.recipe import ThinkingSpec, landscape_schedule
 from ..core.replay import ReplayBuffer, extend_with_replay
@@ -120,9 +121,11 @@ class TextTask(Task):
 
     def setup(self, ckpt_dir: Path | None) -> RunConfig:
         tok = tokenizer_from_dir(self.cfg.data.tokenizer, ckpt_dir) if ckpt_dir is not None else None
+        self.locate_data(fresh=ckpt_dir is None)
         self.data = prepare_text_data(self.cfg.data, self.cfg.model.context, tok)
         # a prepared corpus (ebt prepare) also decides the tokenizer keys (data.decided)
         self.cfg = self.cfg.replace(**{"model.vocab_size": self.data.tokenizer.vocab_size, **self.data.decided})
+        self.record_data()
         self.setup_replay()
         return self.cfg
 
@@ -131,12 +134,12 @@ class TextTask(Task):
 
     def loss(self, model, generator):
         cfg = self.cfg
-        batch = get_batch(self.data.train, cfg.train.batch_size, cfg.model.context + 1, generator)
+        batch = get_batch(self.data.train, cfg.train.batch_size, cfg.model.context + 1, generator)   # host
+        batch = to_device(batch, model_device(model))
         if is_energy_model(model):
-            loss, metrics, _ = ebt_text_loss(model, batch.to(_device(model)), cfg.thinking, generator,
-                                             replay=self.replay)
+            loss, metrics, _ = ebt_text_loss(model, batch, cfg.thinking, generator, replay=self.replay)
             return loss, metrics
-        return transformer_loss(model, batch.to(_device(model)))
+        return transformer_loss(model, batch)
 
     def evaluate(self, model) -> dict[str, float]:
         t = self.cfg.train

@@ -37,13 +37,15 @@ from tqdm import tqdm
 from ..core import checkpoint as ckpt
 from ..core import dist
 from ..core.checkpoint import NonFiniteError
+from ..core.device import autocast, resolve_device, resolve_precision
 from ..core.config import Config, parse_value
 from ..tasks import Task, get_task
-from .optim import lr_factor, make_optimizer, optimizer_step, step_generator
+from .optim import consolidated, lr_factor, make_optimizer, optimizer_step, step_generator
 from .rundir import MetricsLog, RunError, RunLock, abandoned, read_metrics, truncate_metrics
 
 # keys a resumed run may change (train.steps has its own rule: see the module docstring)
-RESUMABLE = ("train.steps", "train.log_every", "train.eval_every", "train.save_every", "train.eval_batches")
+RESUMABLE = ("train.steps", "train.log_every", "train.eval_every", "train.save_every", "train.eval_batches",
+             "train.precision", "train.keep_best", "train.zero", "train.checkpoint_blocks")
 
 
 def _get(cfg: Config, key: str) -> Any:
@@ -82,16 +84,27 @@ def train_record(step: int, opt: torch.optim.Optimizer, gnorm: torch.Tensor, met
 
 
 def fit(task: type[Task] | str, cfg: Config | None, out: str | os.PathLike, *, resume: bool = False,
-        changes: dict[str, Any] | None = None, progress: bool = True, log=print) -> dict:
+        changes: dict[str, Any] | None = None, progress: bool = True, log=print, device: str = "auto") -> dict:
     """Train ``task`` per ``cfg`` into run directory ``out``; returns a summary dict.
 
     With ``resume=True`` the config, weights, optimizer, step and task state come from ``out`` (``cfg`` is
-    ignored) and ``changes`` may extend ``train.steps`` or change the logging cadence. Everything that can fail
-    on bad input (config, data, a checkpoint) fails before ``out`` is created or touched.
+    ignored) and ``changes`` may extend ``train.steps`` or change the logging cadence (or ``train.precision``).
+    Everything that can fail on bad input (config, data, a checkpoint, the device) fails before ``out`` is
+    created or touched.
+
+    ``device``: ``auto | cpu | cuda | cuda:N | mps`` (:func:`ebtkit.core.device.resolve_device`; under torchrun
+    each rank binds ``cuda:LOCAL_RANK``). The model is built on the CPU from the seed (the same initial weights on
+    every device) and moved there; the step's generator lives there too. ``train.precision`` picks autocast
+    (fp32 parameters, optimizer state and checkpoints in every precision; fp16 adds a gradient scaler).
+    ``train.keep_best``: also keep ``out/best/``, the checkpoint with the best validation headline so far
+    (weights, config and tokenizer: for use, not for resuming).
     """
     task_cls = get_task(task) if isinstance(task, str) else task
     out = Path(out)
-    dist.init_from_env()
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+    dist.init_from_env(dev)
     main = dist.is_main()
     log = log if main else (lambda *a, **k: None)          # rank 0 speaks and writes
     start, ckpt_dir, restart = 0, None, False
@@ -114,12 +127,16 @@ def fit(task: type[Task] | str, cfg: Config | None, out: str | os.PathLike, *, r
     if start >= cfg.train.steps:
         raise RunError(f"{out} is already at step {start} of {cfg.train.steps}; pass --steps N > {start} to continue")
 
+    precision = resolve_precision(cfg.train.precision, dev)
     run = task_cls(cfg)
     cfg = run.setup(ckpt_dir)
     t = cfg.train
     torch.manual_seed(t.seed)
-    model = run.build_model(cfg)
+    model = run.build_model(cfg).to(dev)       # built on the CPU from the seed: the same weights on every device
+    if t.checkpoint_blocks and hasattr(model, "checkpoint_blocks"):
+        model.checkpoint_blocks = True         # memory for compute: blocks inside thinking are recomputed in backward
     opt, params = make_optimizer(model, t, ckpt_dir)
+    scaler = torch.amp.GradScaler(dev.type) if precision == "fp16" else None
     if ckpt_dir is not None:
         run.restore(ckpt_dir, main)
 
@@ -135,6 +152,7 @@ def fit(task: type[Task] | str, cfg: Config | None, out: str | os.PathLike, *, r
     metrics_path = out / "metrics.jsonl"
     logger, bar = MetricsLog(None), None
     last_eval: dict = {}
+    best = ckpt.read_state(out / "best").get(task_cls.headline) if resume and (out / "best").is_dir() else None
     t0 = time.time()
 
     def check_finite(done: int, bad: torch.Tensor) -> None:
@@ -144,14 +162,29 @@ def fit(task: type[Task] | str, cfg: Config | None, out: str | os.PathLike, *, r
             raise NonFiniteError(f"loss or gradient norm became NaN/inf at or before step {done}; {where}. "
                                  "Lower the learning rate or the step size alpha")
 
+    def better(value: float | None) -> bool:
+        if value is None or not math.isfinite(value):
+            return False
+        return best is None or (value < best if task_cls.headline_mode == "min" else value > best)
+
+    def save_best(step: int) -> None:
+        nonlocal best
+        if main:
+            ckpt.save_checkpoint(out, model, cfg.to_dict(), task=task_cls.name, name="best",
+                                 state={"step": step, task_cls.headline: last_eval.get(task_cls.headline)},
+                                 extra_files={k: v for k, v in run.checkpoint_files().items()
+                                              if k != "replay.safetensors"})
+        best = last_eval.get(task_cls.headline)
+
     def save(step: int) -> None:
         nonlocal saved_any
-        if main:
-            ckpt.save_checkpoint(out, model, cfg.to_dict(), task=task_cls.name, optimizer=opt,
-                                 state={"step": step, task_cls.headline: last_eval.get(task_cls.headline),
-                                        "elapsed_s": time.time() - t0},
-                                 extra_files=run.checkpoint_files())
-            saved_any = True
+        with consolidated(opt):            # ZeRO-1: every rank hands its optimizer shard to rank 0 (full AdamW state)
+            if main:
+                ckpt.save_checkpoint(out, model, cfg.to_dict(), task=task_cls.name, optimizer=opt,
+                                     state={"step": step, task_cls.headline: last_eval.get(task_cls.headline),
+                                            "elapsed_s": time.time() - t0, "world_size": dist.world_size()},
+                                     extra_files=run.checkpoint_files())
+                saved_any = True
 
     try:
         if main and resume:
@@ -159,16 +192,17 @@ def fit(task: type[Task] | str, cfg: Config | None, out: str | os.PathLike, *, r
         logger = MetricsLog(out if main else None, start)
         bar = tqdm(total=t.steps, initial=start, unit="step", dynamic_ncols=True, file=sys.stderr, leave=False) \
             if progress and main else None
-        log(run.describe(model))
+        log(run.describe(model) + ("" if dev.type == "cpu" and precision == "fp32" else f"; {dev}, {precision}"))
         model.train()
-        bad = torch.zeros((), dtype=torch.bool, device=next(model.parameters()).device)
+        bad = torch.zeros((), dtype=torch.bool, device=dev)
         for step in range(start, t.steps):
             f = lr_factor(step, t)
             for g in opt.param_groups:
                 g["lr"] = g["base_lr"] * f
-            gen = step_generator(t.seed, step, dist.rank())
-            loss, metrics = run.loss(model, gen)
-            gnorm = optimizer_step(model, loss, opt, params, t.grad_clip)
+            gen = step_generator(t.seed, step, dist.rank(), dev)
+            with autocast(dev, precision):
+                loss, metrics = run.loss(model, gen)
+            gnorm = optimizer_step(model, loss, opt, params, t.grad_clip, scaler)
             bad = bad | ~torch.isfinite(loss.detach()) | ~torch.isfinite(gnorm.detach())   # no host sync
             done = step + 1
             if done % t.log_every == 0 or done == t.steps or step == start:
@@ -181,13 +215,16 @@ def fit(task: type[Task] | str, cfg: Config | None, out: str | os.PathLike, *, r
                 bar.update(1)
             if done % t.eval_every == 0 or done == t.steps:
                 check_finite(done, bad)
-                last_eval = {"step": done, "split": "val", **run.evaluate(model)}
+                with autocast(dev, precision):
+                    last_eval = {"step": done, "split": "val", **run.evaluate(model)}
                 for k, v in last_eval.items():
                     if isinstance(v, float) and not math.isfinite(v):
                         raise NonFiniteError(f"validation {k} is {v} at step {done}; lower the learning rate or the "
                                              "step size alpha")
                 logger(last_eval)
                 log(f"step {done}: {run.eval_line(last_eval)} ({time.time() - t0:.0f}s)")
+                if t.keep_best and better(last_eval.get(task_cls.headline)):
+                    save_best(done)
             if done % t.save_every == 0 or done == t.steps:
                 check_finite(done, bad)
                 save(done)

@@ -8,16 +8,22 @@
 * :func:`step_generator` — the one random source of a training step (batch, initial candidates, noise),
   re-seeded from ``(seed, step, rank)``: exact resume, different batches per rank.
 * :func:`optimizer_step` — zero → backward → all-reduce (average over ranks) → clip → step.
+* ZeRO-1 (``train.zero = 1``, several processes): :func:`make_optimizer` shards the AdamW state over the ranks
+  with ``torch.distributed.optim.ZeroRedundancyOptimizer`` (same groups, same per-group ``base_lr``); every rank
+  still holds the full averaged gradients and clips them identically, then each steps its shard and broadcasts
+  it. Checkpoints hold the full, unsharded AdamW state (:func:`consolidated`), so a run saved by N processes
+  resumes in any number of processes, with or without ZeRO. In one process ``zero = 1`` is plain AdamW.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from pathlib import Path
 
 import torch
 
 from ..core import checkpoint as ckpt
-from ..core import dist
+from ..core import dist, rng
 from ..core.config import TrainConfig
 from ..core.thinking import is_energy_model
 
@@ -51,11 +57,18 @@ def param_groups(model: torch.nn.Module, t: TrainConfig) -> list[dict]:
 
 
 def make_optimizer(model: torch.nn.Module, t: TrainConfig, resume_from: Path | None = None):
-    """AdamW over :func:`param_groups`; with ``resume_from`` (a checkpoint) the weights and optimizer state
-    are restored. Returns ``(optimizer, trainable parameters)``."""
+    """AdamW over :func:`param_groups` — ZeRO-1-sharded over the ranks when ``t.zero == 1`` and the process
+    group has more than one rank; with ``resume_from`` (a checkpoint) the weights and optimizer state are
+    restored (the checkpoint's state is always the full AdamW state; a ZeRO optimizer keeps its own shard).
+    Returns ``(optimizer, trainable parameters)``."""
     groups = param_groups(model, t)
     params = [p for g in groups for p in g["params"]]
-    opt = torch.optim.AdamW(groups, lr=t.lr, betas=(t.beta1, t.beta2), weight_decay=t.weight_decay)
+    kw = dict(lr=t.lr, betas=(t.beta1, t.beta2), weight_decay=t.weight_decay)
+    if t.zero and dist.world_size() > 1:
+        from torch.distributed.optim import ZeroRedundancyOptimizer   # 3 s to import: only when used
+        opt = ZeroRedundancyOptimizer(groups, optimizer_class=torch.optim.AdamW, **kw)
+    else:
+        opt = torch.optim.AdamW(groups, **kw)
     if resume_from is not None:
         ckpt.load_weights(model, resume_from)
         state = ckpt.load_optimizer_state(resume_from)
@@ -70,18 +83,46 @@ def make_optimizer(model: torch.nn.Module, t: TrainConfig, resume_from: Path | N
     return opt, params
 
 
-def step_generator(seed: int, step: int, rank: int = 0) -> torch.Generator:
-    """The single source of randomness for one training step (batch + initial candidates + noise)."""
-    return torch.Generator().manual_seed((seed * 1_000_003 + step) * 64 + rank)
+@contextlib.contextmanager
+def consolidated(opt: torch.optim.Optimizer):
+    """Around a checkpoint save: with a ZeRO optimizer, gather every rank's shard of the state on rank 0
+    (``consolidate_state_dict(to=0)``, a collective: every rank must enter), so that ``opt.state_dict()`` there is
+    the full AdamW state dict — the same dict, key for key, that one process's AdamW saves and loads — and free
+    the gathered copy on exit. A plain optimizer: nothing to do."""
+    zero = hasattr(opt, "consolidate_state_dict")
+    if zero:
+        opt.consolidate_state_dict(to=0)
+    try:
+        yield
+    finally:
+        if zero and hasattr(opt, "_all_state_dicts"):
+            opt._all_state_dicts = []            # rank 0's gathered copy (a host copy of the whole state)
 
 
-def optimizer_step(model, loss: torch.Tensor, opt: torch.optim.Optimizer, params: list, grad_clip: float) -> torch.Tensor:
+def step_generator(seed: int, step: int, rank: int = 0, device: torch.device | str | None = None) -> torch.Generator:
+    """The single source of randomness for one training step (batch + initial candidates + noise), on ``device``
+    (:func:`ebtkit.core.rng.step_generator`; host-side draws use its host stream)."""
+    return rng.step_generator(seed, step, rank, device)
+
+
+def optimizer_step(model, loss: torch.Tensor, opt: torch.optim.Optimizer, params: list, grad_clip: float,
+                   scaler: "torch.amp.GradScaler | None" = None) -> torch.Tensor:
     """zero → backward into the parameters only (the detached candidate leaves of each thinking step need no
     gradient: exact, and faster) → average over ranks → clip → step. Returns the gradient norm (a tensor:
-    no host sync)."""
+    no host sync).
+
+    ``scaler`` (fp16): the loss is scaled before backward and the gradients unscaled before averaging and
+    clipping; ``scaler.step`` skips the step when a gradient overflowed (reading that flag is the one host sync
+    per step that fp16 costs; bf16 and fp32 have none)."""
     opt.zero_grad(set_to_none=True)
-    loss.backward(inputs=params)
-    dist.average_gradients(model)
+    (scaler.scale(loss) if scaler is not None else loss).backward(inputs=params)
+    dist.average_gradients(model)          # scaled gradients (one scale on every rank): ranks agree on overflow
+    if scaler is not None:
+        scaler.unscale_(opt)
     gnorm = torch.nn.utils.clip_grad_norm_(params, grad_clip if grad_clip > 0 else float("inf"))
-    opt.step()
+    if scaler is not None:
+        scaler.step(opt)
+        scaler.update()
+    else:
+        opt.step()
     return gnorm

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from ..nn import attention, causal_mask
 from ..nn.prediction_attention import (DEFAULT_BLOCK, CausalPlan, causal_prediction_attention,
@@ -78,6 +79,11 @@ class AutoregressiveEBT(nn.Module):
     """Energy-Based Transformer over a stream: ``forward`` = ``energy``. Subclasses supply the embeddings."""
 
     attn_block: int | None = DEFAULT_BLOCK   # rows per block of the cached-path attention (None = dense)
+    checkpoint_blocks: bool = False          # recompute prediction-stream blocks in backward (train.checkpoint_blocks)
+    # attention kernel of the observed stream: it is differentiated only once (thinking differentiates E with
+    # respect to the candidates, which the observed stream never sees), so fused SDPA kernels are exact there and
+    # keep no (B, H, S, S) probabilities; "auto" = SDPA on CUDA, the explicit kernel elsewhere (bit-identical CPU)
+    context_attention: str = "auto"
 
     # ------------------------------------------------------------------ what a modality supplies
     def embed_observed(self, x: torch.Tensor) -> torch.Tensor:
@@ -114,6 +120,11 @@ class AutoregressiveEBT(nn.Module):
             raise ValueError(f"landscape {landscape} out of range [0, {self.cfg.n_landscapes})")
         return landscape
 
+    def _context_backend(self, device: torch.device) -> str:
+        if self.context_attention == "auto":
+            return "sdpa" if device.type == "cuda" else "math"
+        return self.context_attention
+
     def step_embedding(self, z: torch.Tensor, landscape: int) -> torch.Tensor:
         """Add the step embedding of ``landscape`` to a prediction stream ``z`` in ``"stream"`` mode."""
         if self.cfg.step_cond == "stream":
@@ -144,7 +155,7 @@ class AutoregressiveEBT(nn.Module):
         r = torch.arange(S, device=dev)
         mask[T:, :T] = torch.arange(T, device=dev)[None, :] <= (r[:, None] + P)  # prediction r: keys 0..r+P
         mask[T + r, T + r] = True                                               # ... and itself only
-        cos, sin = self.rope(pos, h.dtype)
+        cos, sin = self.rope(pos, h.dtype, T + 1)                              # positions 0..P+S
         for blk in self.backbone.blocks:
             h = blk(h, cos, sin, lambda q, k, v: attention(q, k, v, mask))
         return self.head(self.backbone.norm(h[:, T:])).squeeze(-1)              # B,S
@@ -173,12 +184,12 @@ class AutoregressiveEBT(nn.Module):
         mask = None
         if positions is None:
             pos = torch.arange(start, start + T, device=h.device)
-            cos, sin = self.rope(pos, h.dtype)
+            cos, sin = self.rope(pos, h.dtype, start + T)
             if cache is not None:
                 mask = torch.arange(start + T, device=h.device)[None, :] <= pos[:, None]   # T × (start+T)
         else:
             pos = positions + prefix                                            # (B,) slot = RoPE position
-            cos, sin = (t.view(B, 1, 1, -1) for t in self.rope(pos, h.dtype))
+            cos, sin = (t.view(B, 1, 1, -1) for t in self.rope(pos, h.dtype, start + 1))   # slots ≤ start
             mask = (torch.arange(start + 1, device=h.device)[None, :] <= pos[:, None])[:, None, None]  # B,1,1,T+1
         keys, values = [], []
         last = len(self.backbone.blocks) - 1
@@ -193,10 +204,11 @@ class AutoregressiveEBT(nn.Module):
             values.append(v)
             if i == last:
                 break   # the observed stream's last-layer output feeds nothing: skip it
+            backend = self._context_backend(h.device)
             if cache is None:
-                o = attention(q, k, v, None, is_causal=True)
+                o = attention(q, k, v, None, backend=backend, is_causal=True)
             else:
-                o = attention(q, k, v, mask)
+                o = attention(q, k, v, mask, backend=backend)
             h = h + blk.attn.out(o)
             h = h + blk.mlp(blk.mlp_norm(h))
         return ContextCache(keys, values, prefix, tag)
@@ -221,7 +233,7 @@ class AutoregressiveEBT(nn.Module):
                              f"not {landscape}")
         P, Tc = cache.prefix, cache.length
         pos = rows + P + 1                                                      # (R,) or (B,R)
-        cos, sin = self.rope(pos.reshape(-1), candidates.dtype)
+        cos, sin = self.rope(pos.reshape(-1), candidates.dtype, Tc + 1)        # rows + P < Tc
         if pos.dim() == 2:
             cos, sin = cos.view(B, 1, R, -1), sin.view(B, 1, R, -1)
         scale = 1.0 / math.sqrt(self.cfg.d_model // self.cfg.n_heads)
@@ -235,10 +247,18 @@ class AutoregressiveEBT(nn.Module):
             attend = lambda q, k, v, i: prediction_attention(  # noqa: E731
                 q, cache.keys[i], cache.values[i], k, v, bias, scale)
         h = self.embed_candidates(candidates, landscape, probs)                 # B,R,D
-        for i, blk in enumerate(self.backbone.blocks):
+
+        def block(h: torch.Tensor, i: int) -> torch.Tensor:
+            blk = self.backbone.blocks[i]
             q, k, v = blk.attn.qkv(blk.attn_norm(h), cos, sin)                  # B,H,R,hd
             h = h + blk.attn.out(attend(q, k, v, i))
-            h = h + blk.mlp(blk.mlp_norm(h))
+            return h + blk.mlp(blk.mlp_norm(h))
+
+        recompute = self.checkpoint_blocks and torch.is_grad_enabled()
+        for i in range(len(self.backbone.blocks)):
+            # activation checkpointing (non-reentrant: it supports the create_graph double backward of
+            # thinking): only each block's input is kept; its activations are recomputed in backward
+            h = checkpoint(block, h, i, use_reentrant=False) if recompute else block(h, i)
         return self.head(self.backbone.norm(h)).squeeze(-1)                     # B,R
 
     # ------------------------------------------------------------------ public API
@@ -317,7 +337,7 @@ class CausalTransformer(nn.Module):
         if per_row and (cache is None or not cache or T != 1 or tuple(start.shape) != (B,)):
             raise ValueError("per-row positions (B,) append one input per row to a filled cache")
         pos = start if per_row else torch.arange(start, start + T, device=h.device)
-        cos, sin = self.rope(pos, h.dtype)
+        cos, sin = self.rope(pos, h.dtype, (cache[0][0].shape[2] + 1) if per_row else start + T)
         if per_row:
             cos, sin = cos.view(B, 1, 1, -1), sin.view(B, 1, 1, -1)
         for i, blk in enumerate(self.backbone.blocks):

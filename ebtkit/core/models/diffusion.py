@@ -51,7 +51,7 @@ class GaussianDiffusion:
     def alpha_bar(self, t: torch.Tensor | int) -> torch.Tensor:
         """ᾱ_t (float64) for integer t; t = −1 means "clean" (ᾱ = 1)."""
         t = torch.as_tensor(t, dtype=torch.long)
-        ab = torch.cat([torch.ones(1, dtype=torch.float64), self.alphas_cumprod])
+        ab = torch.cat([torch.ones(1, dtype=torch.float64), self.alphas_cumprod]).to(t.device)   # on t's device
         return ab[t + 1]
 
     def noise_std(self, t: int) -> float:

@@ -108,7 +108,7 @@ class TimestepEmbedder(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(freq_dim, dim), nn.SiLU(), nn.Linear(dim, dim))
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
-        return self.mlp(timestep_features(t, self.freq_dim))
+        return self.mlp(timestep_features(t, self.freq_dim).to(self.mlp[0].weight.dtype))   # float64 models too
 
 
 # ------------------------------------------------------------------------------------------ blocks

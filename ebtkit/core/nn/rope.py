@@ -25,11 +25,13 @@ class Rope(nn.Module):
         self.register_buffer("cos", ang.cos().float(), persistent=False)
         self.register_buffer("sin", ang.sin().float(), persistent=False)
 
-    def forward(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-        """``positions``: (T,) long → (cos, sin), each (T, head_dim) in ``dtype``."""
-        need = int(positions.max()) + 1 if positions.numel() else 0
-        if need > self.cos.shape[0]:
-            self._build(max(need, 2 * self.cos.shape[0]), device=self.cos.device)
+    def forward(self, positions: torch.Tensor, dtype: torch.dtype, end: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``positions``: (T,) long, every value ``< end`` → (cos, sin), each (T, head_dim) in ``dtype``.
+
+        ``end`` is a Python int the caller knows from shapes (e.g. the cache length + 1): the table grows from it,
+        never from the positions' values, so no call reads a tensor back to the host (no device sync)."""
+        if end > self.cos.shape[0]:
+            self._build(max(end, 2 * self.cos.shape[0]), device=self.cos.device)
         return self.cos[positions].to(dtype), self.sin[positions].to(dtype)
 
 
