@@ -13,8 +13,10 @@ from .core.recipe import ThinkingSpec
 from .core.thinking import EnergyModel, StepSize, Trajectory, is_energy_model, think
 from .eval.inference import Policy, think_text
 from .tasks import TASKS, Bundle, load, save
+from .tasks.hub import from_pretrained, push_to_hub, save_pretrained
 from .training import fit
 
-__all__ = ["build", "build_model", "load", "save", "Bundle", "fit", "TASKS", "think_text", "think", "Policy",
+__all__ = ["build", "build_model", "load", "save", "from_pretrained", "save_pretrained", "push_to_hub", "Bundle",
+           "fit", "TASKS", "think_text", "think", "Policy",
            "ThinkingSpec", "StepSize", "Trajectory", "EnergyModel", "is_energy_model", "ModelConfig",
            "ThinkingConfig", "TrainConfig", "DataConfig", "RunConfig", "preset", "PRESETS", "__version__"]

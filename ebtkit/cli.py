@@ -20,7 +20,7 @@ from .training.rundir import RunError
 # and is reported as an internal error with its type
 EXPECTED = (ValueError, CheckpointError, NonFiniteError, RunError, OSError)
 
-COMMANDS = ("train", "eval", "generate", "think", "bench", "presets", "sweep", "report", "prepare")
+COMMANDS = ("train", "eval", "generate", "think", "bench", "presets", "sweep", "report", "prepare", "push")
 
 
 class Parser(argparse.ArgumentParser):
@@ -50,6 +50,7 @@ def _terminate(signum, frame):
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)     # recorded by `ebt train` in the run
     previous = signal.signal(signal.SIGTERM, _terminate) if threading.current_thread() is threading.main_thread() \
         else None
     try:

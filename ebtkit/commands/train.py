@@ -22,6 +22,7 @@ from ..core import checkpoint as ckpt
 from ..core import dist
 from ..core.config import Config, flatten
 from ..tasks import TASKS, Task, get_task
+from ..tasks.hub import record_command
 from ..training import fit
 from .eval import evaluate_text_run
 
@@ -171,6 +172,7 @@ def run(args) -> int:
         res = fit(task, cfg, out, progress=progress)
     if not dist.is_main():                 # under torchrun, rank 0 reports and evaluates
         return 0
+    record_command(out, getattr(args, "argv", None) or ["train"])   # the model card's training command
     print(f"checkpoint: {res['checkpoint']}")
     print(f"metrics:    {res['metrics']}")
     if task.name == "text" and not args.no_eval:

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from ..config import Config
+from ..hub import HubMixin
 from ..nn.adaln import AdaLNStack, FinalLayer, PatchEmbed, TimestepEmbedder, init_adaln_zero, unpatchify
 from ..thinking import StepSize
 
@@ -77,7 +78,8 @@ def _check_images(x: torch.Tensor, cfg: ImageModelConfig) -> None:
         raise ValueError(f"expected images of shape (B, {', '.join(map(str, want))}), got {tuple(x.shape)}")
 
 
-class ImageEBT(nn.Module):
+class ImageEBT(nn.Module, HubMixin, task="denoise", name="ebt", config=ImageModelConfig,
+               pipeline_tag="image-to-image", energy_based=True):
     """Bidirectional energy transformer over an image candidate: ``forward(ŷ, landscape) → (B,)`` energies."""
 
     def __init__(self, cfg: ImageModelConfig):
@@ -112,7 +114,8 @@ class ImageEBT(nn.Module):
         return lambda y, landscape: self(y, landscape)
 
 
-class DiT(nn.Module):
+class DiT(nn.Module, HubMixin, task="denoise", name="dit", config=ImageModelConfig,
+          pipeline_tag="image-to-image"):
     """Diffusion Transformer predicting the noise: ``forward(x_t, t) → ε̂`` of the same shape as ``x_t``."""
 
     def __init__(self, cfg: ImageModelConfig):

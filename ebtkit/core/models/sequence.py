@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import Config, _choice, _positive
+from ..hub import HubMixin
 from ..nn import Backbone, Rope
 from ..nn.blocks import init_linear_xavier
 from ..thinking import GRADIENT, StepSize
@@ -92,7 +93,8 @@ def _check_vectors(x: torch.Tensor, features: int, what: str) -> None:
         raise ValueError(f"{what} must be (B, T, F={features}), got {tuple(x.shape)}")
 
 
-class SequenceEBT(AutoregressiveEBT):
+class SequenceEBT(AutoregressiveEBT, HubMixin, task="sequence", name="ebt", config=SequenceModelConfig,
+                  pipeline_tag="time-series-forecasting", energy_based=True):
     """Energy-Based Transformer over vector sequences. ``forward`` = ``energy``."""
 
     def __init__(self, cfg: SequenceModelConfig):
@@ -142,7 +144,8 @@ class SequenceEBT(AutoregressiveEBT):
         return y.to(x.device) * self.cfg.init_scale
 
 
-class SequenceTransformer(CausalTransformer):
+class SequenceTransformer(CausalTransformer, HubMixin, task="sequence", name="transformer++",
+                          config=SequenceModelConfig, pipeline_tag="time-series-forecasting"):
     """Transformer++ regressor: ``Linear(F, D)`` → causal blocks → ``Linear(D, F)`` (the next vector)."""
 
     def __init__(self, cfg: SequenceModelConfig):

@@ -14,13 +14,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import ModelConfig
+from ..config import ModelConfig, RunConfig
+from ..hub import HubMixin
 from ..nn import Backbone, Rope
 from ..nn.blocks import init_linear_xavier
 from ..thinking import StepSize, text_update
 from .autoregressive import AutoregressiveEBT, CausalTransformer, ContextCache
 
-class TextEBT(AutoregressiveEBT):
+class TextEBT(AutoregressiveEBT, HubMixin, task="text", name="ebt", config=ModelConfig, run_config=RunConfig,
+              pipeline_tag="text-generation", energy_based=True):
     """Energy-Based Transformer over text. ``forward`` = ``energy``."""
 
     def __init__(self, cfg: ModelConfig):
@@ -84,7 +86,8 @@ class TextEBT(AutoregressiveEBT):
         return y.to(dev) * self.cfg.init_scale
 
 
-class TransformerPP(CausalTransformer):
+class TransformerPP(CausalTransformer, HubMixin, task="text", name="transformer++", config=ModelConfig,
+                    run_config=RunConfig, pipeline_tag="text-generation"):
     """Transformer++ baseline (Llama-style), the same block stack with an untied LM head."""
 
     def __init__(self, cfg: ModelConfig):
