@@ -1,11 +1,20 @@
 """``ebt eval RUN``: exact evaluation of a trained run.
 
-Text: validation and out-of-distribution perplexity (exp of summed NLL over summed tokens) at a list of
-thinking-step counts; a table on stdout and ``eval.json`` in the run directory. For EBT runs, then the System 2
-thinking study (:mod:`ebtkit.eval.thinking_study`): perplexity vs NFEs for thinking longer, best-of-N and early
-stop (and a Transformer++ run given with ``--baseline``), energy-vs-difficulty correlations and random-vs-real
-energies — a table on stdout, ``thinking.json``, ``thinking.png`` and ``energy_heatmap.png`` in the run
-directory (``--no-thinking`` skips it).
+Text: one table (:mod:`ebtkit.eval.text_table`): exact perplexity (exp of summed NLL over summed tokens) on the
+validation text and on the out-of-distribution text, named after its corpus (``pydoc``), every row on the same
+windows, whose counts the header gives. One row per inference policy, with the NFEs it spent per token and its
+cost relative to the plain evaluation (the EBT at its trained steps = ×1.0): by default the trained steps and twice
+that (``--steps-list``); ``--bon`` adds best-of-N rows and ``--think-steps`` more step counts. A row whose result
+equals the plain one says so (best-of-N from the System 1 recipe's deterministic start, without noise, thinks N
+times along one path).
+
+``--thinking`` adds the System 2 thinking study (:mod:`ebtkit.eval.thinking_study`): thinking longer, best-of-N,
+early stop and a Transformer++ run given with ``--baseline`` become rows of the same table (same windows) with
+paired gains over the plain row, followed by energy-vs-difficulty correlations and random-vs-real energies;
+``thinking.json``, ``thinking.png`` and ``energy_heatmap.png`` in the run directory. The study is off by default (it
+evaluates many policies); it also runs when one of its own options is given (``--baseline``, ``--tols``,
+``--thinking-windows``: with fewer windows than the table its rows are a second table, whose header says so).
+``--no-thinking`` is accepted and does nothing (deprecated: the study is off unless asked for).
 
 Sequences (``--task sequence`` runs): teacher-forced next-step MSE/MAE, autoregressive rollouts over the horizon
 (error vs horizon; video: summed per-frame MSE and SSIM), the EBT's error vs thinking steps and best-of-N, and
@@ -16,41 +25,55 @@ energy-vs-error Spearman, for the run and a second one given with ``--compare`` 
 Image denoising: PSNR/MSE against NFEs (:mod:`ebtkit.eval.denoise`), EBT thinking with any inference policy
 (``--samples``, ``--accept-lower``, ``--tol``, ``--sigma``, ``--alpha``), a second run with ``--compare``;
 ``eval_denoise.json``, ``psnr_vs_nfe.png`` and ``samples.png`` in the run directory.
+
+Every task writes its JSON into the run directory; ``--json`` prints the same document on stdout instead of the
+table (progress lines go to stderr).
 """
 from __future__ import annotations
 
+import json
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..core import checkpoint as ckpt
 from ..core.thinking import is_energy_model
+from ..data.fingerprint import same_data
 from ..data.images import load_image_data
 from ..data.text import prepare_text_data
 from ..eval.denoise import EvalSpec, evaluate, format_table, plot_psnr, plot_samples
 from ..eval.inference import SELECTIONS, Policy
-from ..eval.metrics import perplexity
 from ..eval.sequence import evaluate_sequence, format_sequence_report
-from ..eval.thinking_study import evaluate_thinking, format_report
+from ..eval.text_table import format_table as format_text_table
+from ..eval.text_table import merge_study, policy_rows, split_info, study_rows
+from ..eval.thinking_study import BON_SAMPLES, THINK_STEPS, evaluate_thinking
 from ..tasks import Bundle, load
 from . import parse_int_list, write_json_atomic
 
 
 def add_parser(sub):
     p = sub.add_parser("eval", help="evaluate a trained run", description="Evaluate a run: exact perplexity "
-                       "(text) or PSNR/MSE vs network evaluations (denoising).")
+                       "(text), PSNR/MSE vs network evaluations (denoising) or rollouts (sequences).")
     p.add_argument("run", help="run directory (or checkpoint directory)")
+    p.add_argument("--json", action="store_true", help="print the evaluation as JSON on stdout instead of the table")
     p.add_argument("--steps-list", default=None, help="text EBT: thinking-step counts, e.g. 1,2,4,8 (default: trained steps and 2× that)")
     p.add_argument("--max-windows", type=int, default=64, help="text: evaluation windows per split (default 64)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--seed", type=int, default=0, help="seed of the initial candidates")
     g = p.add_argument_group("thinking study (text EBT runs)")
-    g.add_argument("--no-thinking", action="store_true", help="skip the thinking study")
-    g.add_argument("--baseline", default=None, metavar="RUN", help="a Transformer++ run to compare against")
-    g.add_argument("--think-steps", default=None, help="thinking-longer step counts (default 2,4,8,16; "
-                   "sequences 1,2,4,8)")
-    g.add_argument("--bon", default="2,4,8", help="best-of-N candidate counts (default 2,4,8)")
-    g.add_argument("--tols", default="auto", help="early-stop tolerances, e.g. 0.001,0.01, or 'auto' (default: "
+    g.add_argument("--thinking", action="store_true", help="run the thinking study: more policies as rows of the "
+                   "table, energy as uncertainty, plots (off by default; its own options below also turn it on)")
+    g.add_argument("--no-thinking", action="store_true", help="deprecated, does nothing: the study is off unless "
+                   "--thinking is given")
+    g.add_argument("--baseline", default=None, metavar="RUN", help="a Transformer++ run to compare against (study)")
+    g.add_argument("--think-steps", default=None, help="thinking-longer step counts (study default 2,4,8,16; "
+                   "without the study: extra step-count rows; sequences 1,2,4,8)")
+    g.add_argument("--bon", default=None, help="best-of-N candidate counts (study and sequences default 2,4,8; "
+                   "text without the study: best-of-N rows at the trained steps, none by default)")
+    g.add_argument("--tols", default=None, help="early-stop tolerances, e.g. 0.001,0.01, or 'auto' (study; default: "
                    "quantiles 0.25/0.5/0.9 of the per-token energy change one step past the trained steps)")
-    g.add_argument("--thinking-windows", type=int, default=32, help="windows per split for the study (default 32)")
+    g.add_argument("--thinking-windows", type=int, default=None, help="windows per split for the study (default: "
+                   "--max-windows, the table's own windows)")
     g = p.add_argument_group("sequence runs")
     g.add_argument("--windows", type=int, default=256, help="test windows to roll out (default 256)")
     g.add_argument("--bon-sigma", type=float, default=0.05,
@@ -79,38 +102,119 @@ def _text_bundle(run) -> Bundle:
     return b
 
 
+@dataclass(frozen=True)
+class StudyOptions:
+    """The thinking study's options (:func:`ebtkit.eval.thinking_study.evaluate_thinking`)."""
+
+    baseline: str | None = None
+    think_steps: tuple[int, ...] = THINK_STEPS
+    bon: tuple[int, ...] = BON_SAMPLES
+    tols: tuple[float, ...] | str = "auto"
+    windows: int | None = None            # None: the table's windows (--max-windows)
+
+
+def _baseline_model(baseline, b: Bundle):
+    """The Transformer++ baseline of the study, checked against the EBT run (before anything is evaluated)."""
+    bb = load(baseline)
+    cfg = b.config
+    if bb.task != "text" or is_energy_model(bb.model):
+        raise ValueError(f"--baseline {baseline} must be a Transformer++ text run")
+    if bb.config.model.vocab_size != cfg.model.vocab_size or not same_data(bb.config.data, cfg.data):
+        raise ValueError(f"--baseline {baseline} was trained on other data or another tokenizer")
+    if bb.config.model.context < cfg.model.context:
+        raise ValueError(f"--baseline {baseline} has a shorter context ({bb.config.model.context}) than the EBT "
+                         f"({cfg.model.context})")
+    return bb.model.eval()
+
+
+def _stderr(*a):
+    print(*a, file=sys.stderr)
+
+
 def evaluate_text_run(run: str | Path, steps_list: list[int] | None = None, max_windows: int = 64,
-                      batch_size: int = 16, seed: int = 0, quiet: bool = False) -> dict:
+                      batch_size: int = 16, seed: int = 0, quiet: bool = False, *, bon=(), extra_steps=(),
+                      study: StudyOptions | None = None, as_json: bool = False) -> dict:
+    """Evaluate a text run: the table of :mod:`ebtkit.eval.text_table` (and the thinking study with ``study``);
+    writes ``eval.json`` (and ``thinking.json`` + plots), prints the table (or, ``as_json``, the document) and
+    returns the document. ``ebt train`` calls it after training."""
     if max_windows < 1 or batch_size < 1:
         raise ValueError("--max-windows and --batch-size must be >= 1")
+    if study is not None and study.windows is not None and study.windows < 1:
+        raise ValueError("--thinking-windows must be >= 1")
     run = Path(run)
     b = _text_bundle(run)
     cfg, model = b.config, b.model
-    data = prepare_text_data(cfg.data, cfg.model.context, b.tokenizer)
     ebt = is_energy_model(model)
-    steps_list = (steps_list or sorted({b.eval_steps, 2 * b.eval_steps})) if ebt else [0]
-    rows = []
-    for steps in steps_list:
-        row = {"steps": steps}
-        for split, tokens in (("val", data.val), ("ood", data.ood)):
-            if tokens is None:
-                continue
-            r = perplexity(model, tokens, cfg.model.context, steps=steps or None, batch_size=batch_size,
-                           max_windows=max_windows, seed=seed)
-            row[f"{split}_ppl"], row[f"{split}_tokens"] = r["ppl"], r["tokens"]
-            row["nfe_per_token"] = r["nfe_per_token"]
-        rows.append(row)
-    result = {"run": str(run), "model": cfg.model.model, "preset": cfg.preset, "data": data.source,
-              "ood": cfg.data.ood, "rows": rows}
+    if study is not None and not ebt:
+        raise ValueError(f"the thinking study needs an EBT run; {run} is a Transformer++ run"
+                         + (" (--baseline applies to EBT runs)" if study.baseline else ""))
+    base = _baseline_model(study.baseline, b) if study is not None and study.baseline else None
+    data = prepare_text_data(cfg.data, cfg.model.context, b.tokenizer)
+    context = cfg.model.context
+    splits = {"val": ("val", data.val)}
+    if data.ood is not None:
+        splits["ood"] = (cfg.data.ood, data.ood)
+    if ebt:
+        trained = b.eval_steps
+        plain = Policy(steps=trained)
+        counts = list(dict.fromkeys([*(steps_list or sorted({trained, 2 * trained})), *extra_steps]))
+        policies = [("plain" if s == trained else "steps", f"EBT, {s} steps" + (" (trained)" if s == trained else ""),
+                     Policy(steps=s)) for s in counts]
+        if study is None:
+            policies += [("best-of-N", f"EBT, best-of-{n} (min E), {trained} steps", Policy(steps=trained, samples=n))
+                         for n in dict.fromkeys(bon) if n > 1]
+        title = (f"EBT ({cfg.thinking.system.upper()}, {cfg.preset} preset, {cfg.train.steps} training steps; "
+                 f"evaluated at {trained} thinking steps)")
+    else:
+        trained, plain = None, None
+        policies = [("plain", "Transformer++ (1 forward per token)", None)]
+        title = f"Transformer++ ({cfg.preset} preset, {cfg.train.steps} training steps)"
+    rows = policy_rows(model, splits, context, policies, plain=plain, max_windows=max_windows, batch_size=batch_size,
+                       seed=seed)
+    info = split_info(splits, context, max_windows)
     out_dir = ckpt.run_dir_of(run)
-    write_json_atomic(out_dir / "eval.json", result)
-    if not quiet:
-        print(f"{'model':<14}{'steps':>6}{'val ppl':>10}{'ood ppl':>10}")
-        for r in rows:
-            print(f"{cfg.model.model:<14}{r['steps'] or '-':>6}{r.get('val_ppl', float('nan')):>10.3f}"
-                  f"{r.get('ood_ppl', float('nan')):>10.3f}")
-        print(f"eval: {out_dir / 'eval.json'}")
-    return result
+    doc = {"run": str(run), "title": title, "model": cfg.model.model, "system": cfg.thinking.system if ebt else None,
+           "preset": cfg.preset, "data": data.source, "val_fraction": cfg.data.val_fraction, "ood": cfg.data.ood,
+           "context": context, "max_windows": max_windows, "seed": seed, "plain_steps": trained, "splits": info,
+           "table": merge_study(rows, []), "thinking": None,
+           # the rows older versions wrote (one per thinking-step count; read by `ebt report`, scripts/grid.py)
+           "rows": [_legacy_row(r) for r in rows if r["family"] in ("plain", "steps")]}
+    files = [out_dir / "eval.json"]
+    if study is not None:
+        windows = study.windows or max_windows
+        res = evaluate_thinking(model, data, context, trained_steps=trained, baseline=base, max_windows=windows,
+                                batch_size=batch_size, seed=seed, think_steps=study.think_steps, bon=study.bon,
+                                tols=study.tols if study.tols == "auto" else list(study.tols), out_dir=out_dir,
+                                log=_stderr, title=f"EBT {cfg.thinking.system.upper()} ({cfg.preset} preset)")
+        write_json_atomic(out_dir / "thinking.json", {
+            "run": str(run), "preset": cfg.preset, "system": cfg.thinking.system, "data": data.source,
+            "ood": cfg.data.ood, "baseline": str(study.baseline) if study.baseline else None, **res})
+        files += [out_dir / "thinking.json", *map(Path, res["plots"])]
+        s_info = split_info(splits, context, windows)
+        extra = study_rows(res, s_info, model, plain)
+        thinking = {k: res[k] for k in ("tolerances", "uncertainty", "random_vs_real", "gains", "plots")}
+        thinking["max_windows"] = windows
+        if s_info == info:
+            doc["table"] = merge_study(rows, extra)
+        else:
+            thinking.update(table=merge_study(extra, []), splits=s_info)
+        doc["thinking"] = thinking
+    doc["files"] = [str(f) for f in files]
+    write_json_atomic(out_dir / "eval.json", doc)
+    if as_json:
+        print(json.dumps(doc, indent=1))
+    elif not quiet:
+        print(format_text_table(doc))
+        print("eval: " + ", ".join(doc["files"]))
+    return doc
+
+
+def _legacy_row(r: dict) -> dict:
+    row = {"steps": r["steps"] or 0}
+    for name, v in r["splits"].items():
+        row[f"{name}_ppl"], row[f"{name}_tokens"] = v["ppl"], v["tokens"]
+    row["nfe_per_token"] = r["nfe_per_token"]
+    return row
 
 
 def parse_tols(text: str) -> list[float] | str:
@@ -125,49 +229,43 @@ def parse_tols(text: str) -> list[float] | str:
     return vals
 
 
-def evaluate_thinking_run(run: str | Path, *, baseline: str | Path | None = None, think_steps=(2, 4, 8, 16),
-                          bon=(2, 4, 8), tols: list[float] | str = "auto", max_windows: int = 32,
-                          batch_size: int = 16, seed: int = 0, quiet: bool = False) -> dict | None:
-    """The thinking study of a text EBT run (None for Transformer++ runs); writes thinking.json and plots."""
-    b = _text_bundle(run)
-    model, cfg = b.model, b.config
-    if not is_energy_model(model):
-        if baseline is not None:
+def _text(args, meta: dict) -> int:
+    """Check every option before anything is evaluated or written, then evaluate a text run."""
+    given = [name for name, v in (("--baseline", args.baseline), ("--tols", args.tols),
+                                  ("--thinking-windows", args.thinking_windows)) if v is not None]
+    want_study = args.thinking or bool(given)
+    if args.no_thinking:
+        if want_study:
+            raise ValueError(f"--no-thinking contradicts {'--thinking' if args.thinking else given[0]}, which runs "
+                             "the thinking study; drop one of them")
+        print("ebt: note: --no-thinking is deprecated and does nothing: the thinking study is off unless --thinking "
+              "is given", file=sys.stderr)
+    steps = parse_int_list(args.steps_list) if args.steps_list else None
+    think_steps = parse_int_list(args.think_steps) if args.think_steps else None
+    bon = parse_int_list(args.bon) if args.bon else None
+    tols = parse_tols(args.tols) if args.tols is not None else "auto"
+    if args.thinking_windows is not None and args.thinking_windows < 1:
+        raise ValueError("--thinking-windows must be >= 1")
+    if args.baseline is not None:
+        if meta["config"].get("model", {}).get("model") != "ebt":
             raise ValueError("--baseline applies to EBT runs")
-        return None
-    base = None
-    if baseline is not None:
-        bb = load(baseline)
-        if bb.task != "text" or is_energy_model(bb.model):
-            raise ValueError(f"--baseline {baseline} must be a Transformer++ text run")
-        if bb.config.model.vocab_size != cfg.model.vocab_size or bb.config.data != cfg.data:
-            raise ValueError(f"--baseline {baseline} was trained on other data or another tokenizer")
-        if bb.config.model.context < cfg.model.context:
-            raise ValueError(f"--baseline {baseline} has a shorter context ({bb.config.model.context}) than the EBT "
-                             f"({cfg.model.context})")
-        base = bb.model
-    if max_windows < 1 or batch_size < 1:
-        raise ValueError("--thinking-windows and --batch-size must be >= 1")
-    data = prepare_text_data(cfg.data, cfg.model.context, b.tokenizer)
-    out_dir = ckpt.run_dir_of(run)
-    log = (lambda *_: None) if quiet else print
-    res = evaluate_thinking(model, data, cfg.model.context, trained_steps=b.eval_steps, baseline=base,
-                            max_windows=max_windows, batch_size=batch_size, seed=seed, think_steps=think_steps,
-                            bon=bon, tols=tols, out_dir=out_dir, log=log,
-                            title=f"EBT {cfg.thinking.system.upper()} ({cfg.preset} preset)")
-    res = {"run": str(run), "preset": cfg.preset, "system": cfg.thinking.system, "data": data.source,
-           "ood": cfg.data.ood, "baseline": str(baseline) if baseline else None, **res}
-    write_json_atomic(out_dir / "thinking.json", res)
-    if not quiet:
-        print(format_report(res))
-        print(f"thinking: {out_dir / 'thinking.json'}; plots: {', '.join(res['plots'])}")
-    return res
+        base = ckpt.read_config(args.baseline)
+        if base["task"] != "text" or base["config"].get("model", {}).get("model") != "transformer++":
+            raise ValueError(f"--baseline {args.baseline} must be a Transformer++ text run")
+    study = None
+    if want_study:
+        study = StudyOptions(baseline=args.baseline, think_steps=tuple(think_steps or THINK_STEPS),
+                             bon=tuple(bon or BON_SAMPLES), tols=tols if tols == "auto" else tuple(tols),
+                             windows=args.thinking_windows)
+    evaluate_text_run(args.run, steps, args.max_windows, args.batch_size, args.seed, bon=tuple(bon or ()),
+                      extra_steps=tuple(think_steps or ()) if study is None else (), study=study, as_json=args.json)
+    return 0
 
 
 def evaluate_denoise_runs(run: Path, compare: Path | None, spec: EvalSpec, use_run_sigmas: bool = True,
-                          policy: Policy | None = None, quiet: bool = False) -> dict:
-    """Evaluate a denoising run (and ``compare``, on the same noisy test images); print the table and write
-    ``eval_denoise.json``, ``psnr_vs_nfe.png`` and ``samples.png`` into the run directory."""
+                          policy: Policy | None = None, quiet: bool = False, as_json: bool = False) -> dict:
+    """Evaluate a denoising run (and ``compare``, on the same noisy test images); print the table (or, ``as_json``,
+    the summary) and write ``eval_denoise.json``, ``psnr_vs_nfe.png`` and ``samples.png`` into the run directory."""
     first = load(run)
     if first.task != "denoise":
         raise ValueError(f"{run} is a {first.task!r} run, not a denoising run")
@@ -197,14 +295,21 @@ def evaluate_denoise_runs(run: Path, compare: Path | None, spec: EvalSpec, use_r
     out_dir = ckpt.run_dir_of(run)
     summary = {k: v for k, v in result.items() if k != "samples"}
     summary.update(run=str(run), compare=str(compare) if compare else None, data=data.source,
-                   params={lab: sum(p.numel() for p in m.parameters()) for lab, m in models.items()},
+                   test_images=len(data.test), params={lab: sum(p.numel() for p in m.parameters())
+                                                       for lab, m in models.items()},
                    train_steps=steps, policy=(policy or Policy()).kwargs())
+    files = [out_dir / "eval_denoise.json", out_dir / "psnr_vs_nfe.png", out_dir / "samples.png"]
+    summary["files"] = [str(f) for f in files]
     write_json_atomic(out_dir / "eval_denoise.json", summary)
     plot_psnr(result, out_dir / "psnr_vs_nfe.png")
     plot_samples(result, out_dir / "samples.png")
-    if not quiet:
+    if as_json:
+        print(json.dumps(summary, indent=1))
+    elif not quiet:
+        print(f"denoising: {', '.join(models)} on {summary['images']:,} of {len(data.test):,} test images of "
+              f"{data.source}, σ = {', '.join(f'{s:g}' for s in spec.sigmas)} (seed {spec.seed})")
         print(format_table(result), end="")
-        print(f"eval: {out_dir / 'eval_denoise.json'}, {out_dir / 'psnr_vs_nfe.png'}, {out_dir / 'samples.png'}")
+        print("eval: " + ", ".join(summary["files"]))
     return summary
 
 
@@ -219,7 +324,7 @@ def _denoise(args) -> int:
     policy = Policy(alpha=args.alpha, samples=args.samples, select=args.select, accept_lower=args.accept_lower,
                     tol=args.tol, langevin_sigma=args.sigma)
     evaluate_denoise_runs(Path(args.run), Path(args.compare) if args.compare else None, spec,
-                          use_run_sigmas=not sigmas, policy=policy)
+                          use_run_sigmas=not sigmas, policy=policy, as_json=args.json)
     return 0
 
 
@@ -235,9 +340,9 @@ def _ints(text: str, name: str) -> list[int]:
 
 def evaluate_sequence_runs(run: Path, compare: Path | None = None, *, windows: int = 256, think_steps=(1, 2, 4, 8),
                            bon=(2, 4, 8), bon_sigma: float = 0.05, batch_size: int = 64, seed: int = 0,
-                           quiet: bool = False) -> dict:
-    """Evaluate a sequence run (and ``compare``, on the same test windows); print the table and write
-    ``eval_sequence.json`` and the pictures into the run directory."""
+                           quiet: bool = False, as_json: bool = False) -> dict:
+    """Evaluate a sequence run (and ``compare``, on the same test windows); print the table (or, ``as_json``, the
+    result) and write ``eval_sequence.json`` and the pictures into the run directory."""
     from ..data.sequences import load_sequence_data   # noqa: PLC0415 (only sequence runs need it)
     if windows < 1 or batch_size < 1:
         raise ValueError("--windows and --batch-size must be >= 1")
@@ -252,7 +357,7 @@ def evaluate_sequence_runs(run: Path, compare: Path | None = None, *, windows: i
         other = load(compare)
         if other.task != "sequence":
             raise ValueError(f"{compare} is a {other.task!r} run, not a sequence run")
-        if other.config.data != cfg.data or other.config.model.context != cfg.model.context:
+        if not same_data(other.config.data, cfg.data) or other.config.model.context != cfg.model.context:
             raise ValueError(f"{compare} was trained on other data or windows than {run}; they cannot share test windows")
         bundles.append((compare, other))
     models = {}
@@ -264,21 +369,28 @@ def evaluate_sequence_runs(run: Path, compare: Path | None = None, *, windows: i
     data = load_sequence_data(cfg.data, cfg.model.context + 1)
     out_dir = ckpt.run_dir_of(run)
     res = evaluate_sequence(models, data, out_dir, max_windows=windows, batch_size=batch_size, think_steps=think_steps,
-                            bon=bon, bon_sigma=bon_sigma, seed=seed, log=(lambda *_: None) if quiet else print)
+                            bon=bon, bon_sigma=bon_sigma, seed=seed,
+                            log=(lambda *_: None) if quiet else (_stderr if as_json else print))
     res.update(run=str(run), compare=str(compare) if compare else None, data=data.source, preset=cfg.preset,
+               test_windows=int(data.test.shape[0]), window=cfg.model.context + 1,
                train_steps={label: b.config.train.steps for (_, b), label in zip(bundles, models)})
+    res["files"] = [str(out_dir / "eval_sequence.json"), *(str(out_dir / p) for p in res["plots"].values())]
     write_json_atomic(out_dir / "eval_sequence.json", res)
-    if not quiet:
+    if as_json:
+        print(json.dumps(res, indent=1))
+    elif not quiet:
+        print(f"sequences: {', '.join(models)} on {res['windows']:,} of {res['test_windows']:,} test windows of "
+              f"{res['window']} steps; {data.source}")
         print(format_sequence_report(res))
-        print(f"eval: {out_dir / 'eval_sequence.json'}; plots: " + ", ".join(str(out_dir / p) for p in res["plots"].values()))
+        print("eval: " + ", ".join(res["files"]))
     return res
 
 
 def _sequence(args) -> int:
     think_steps = parse_int_list(args.think_steps or "1,2,4,8")
     evaluate_sequence_runs(Path(args.run), Path(args.compare) if args.compare else None, windows=args.windows,
-                           think_steps=think_steps, bon=parse_int_list(args.bon), bon_sigma=args.bon_sigma,
-                           batch_size=args.batch_size, seed=args.seed)
+                           think_steps=think_steps, bon=parse_int_list(args.bon or "2,4,8"), bon_sigma=args.bon_sigma,
+                           batch_size=args.batch_size, seed=args.seed, as_json=args.json)
     return 0
 
 
@@ -288,21 +400,4 @@ def run(args) -> int:
         return _denoise(args)
     if meta["task"] == "sequence":
         return _sequence(args)
-    steps = parse_int_list(args.steps_list) if args.steps_list else None
-    # check every thinking-study option before anything is evaluated or written
-    think_steps, bon, tols = parse_int_list(args.think_steps or "2,4,8,16"), parse_int_list(args.bon), parse_tols(args.tols)
-    if args.thinking_windows < 1:
-        raise ValueError("--thinking-windows must be >= 1")
-    if args.baseline is not None:
-        if args.no_thinking:
-            raise ValueError("--baseline is used by the thinking study; drop --no-thinking")
-        if meta["config"].get("model", {}).get("model") != "ebt":
-            raise ValueError("--baseline applies to EBT runs")
-        base = ckpt.read_config(args.baseline)
-        if base["task"] != "text" or base["config"].get("model", {}).get("model") != "transformer++":
-            raise ValueError(f"--baseline {args.baseline} must be a Transformer++ text run")
-    evaluate_text_run(args.run, steps, args.max_windows, args.batch_size, args.seed)
-    if not args.no_thinking:
-        evaluate_thinking_run(args.run, baseline=args.baseline, think_steps=think_steps, bon=bon, tols=tols,
-                              max_windows=args.thinking_windows, batch_size=args.batch_size, seed=args.seed)
-    return 0
+    return _text(args, meta)

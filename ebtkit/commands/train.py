@@ -21,6 +21,7 @@ except ModuleNotFoundError:      # Python 3.10
 from ..core import checkpoint as ckpt
 from ..core import dist
 from ..core.config import Config, flatten
+from ..data.fingerprint import absolute_path
 from ..tasks import TASKS, Task, get_task
 from ..tasks.hub import record_command
 from ..training import fit
@@ -164,6 +165,10 @@ def run(args) -> int:
             changes["preset"] = args.preset
         if args.system is not None:
             changes["thinking.system"] = args.system
+        saved_path = (meta["config"].get("data") or {}).get("path")
+        if isinstance(changes.get("data.path"), str) and isinstance(saved_path, str) and \
+                absolute_path(changes["data.path"]) == absolute_path(saved_path):
+            changes["data.path"] = saved_path      # the same file, typed relative to here: not a change
         out = Path(args.resume)
         res = fit(task, None, out, resume=True, changes=changes, progress=progress)
     else:

@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..core.config import Config
+from ..core.config import Config, check_fingerprint
+from .fingerprint import check as check_recorded
 from .text import DataError
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -40,14 +41,17 @@ _IDX_DTYPES = {0x08: np.uint8}
 @dataclass
 class ImageDataConfig(Config):
     dataset: str = "auto"           # "auto" | "fashion-mnist" | "mini" (ignored when ``path`` is given)
-    path: str | None = None         # IDX file, IDX folder or folder of images
+    path: str | None = None         # IDX file, IDX folder or folder of images (absolute once a run has started)
     test_fraction: float = 0.1      # test split of a single source without its own test file
+    path_size: int | None = None    # recorded by the run: bytes of the file (a folder: of the files read) ...
+    path_sha256: str | None = None  # ... and their SHA-256 (ebtkit.data.fingerprint; checked on eval and resume)
 
     def __post_init__(self):
         if self.dataset not in DATASETS:
             raise ValueError(f"unknown image dataset {self.dataset!r}; choose from {', '.join(DATASETS)}")
         if not 0 < self.test_fraction < 0.5:
             raise ValueError(f"test_fraction must be in (0, 0.5), got {self.test_fraction}")
+        check_fingerprint(self.path_size, self.path_sha256)
 
 
 @dataclass
@@ -112,12 +116,28 @@ def _find(folder: Path, stem: str) -> Path | None:
 
 
 # ------------------------------------------------------------------------------------- image folders
+def _image_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def image_data_files(path: str | os.PathLike) -> list[Path]:
+    """The files :func:`load_image_data` reads for ``path``: the file itself, an IDX folder's train (and t10k)
+    images, or an image folder's images (what a run's fingerprint covers)."""
+    p = Path(path).expanduser()
+    if p.is_file():
+        return [p]
+    train = _find(p, "train-images-idx3-ubyte")
+    if train:
+        return [f for f in (train, _find(p, "t10k-images-idx3-ubyte")) if f is not None]
+    return _image_files(p)
+
+
 def _load_folder(folder: Path, size: int, channels: int) -> torch.Tensor:
     try:
         from PIL import Image
     except ImportError:  # pragma: no cover — Pillow comes with matplotlib
         raise DataError("reading a folder of images needs Pillow (pip install pillow)") from None
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    files = _image_files(folder)
     if not files:
         raise DataError(f"{folder} holds no IDX files and no images ({', '.join(IMAGE_SUFFIXES)})")
     mode = "L" if channels == 1 else "RGB"
@@ -159,6 +179,7 @@ def load_image_data(cfg: ImageDataConfig, image_size: int = 28, channels: int = 
         DataError: missing or unreadable data, or images of another shape than the model expects.
     """
     if cfg.path is not None:
+        check_recorded(cfg, files=image_data_files, what="image data")   # a run's data: moved or changed is refused
         p = Path(cfg.path).expanduser()
         if not p.exists():
             raise DataError(f"no such image data: {p}")

@@ -37,7 +37,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..core.config import Config, ConfigError, check_value
+from ..core.config import Config, ConfigError, check_fingerprint, check_value
+from .fingerprint import check as check_recorded
 from .images import ImageDataConfig, load_image_data
 from .text import DataError
 
@@ -76,6 +77,8 @@ class SequenceDataConfig(Config):
     eval_stride: int | None = None   # step between evaluation windows (arrays); None = the window (no overlap),
                                      # 1 = every window (the sliding-window protocol of forecasting benchmarks)
     seed: int = 0                    # seed of the fixed evaluation sets (video)
+    path_size: int | None = None     # recorded by the run: the array file's size in bytes and SHA-256
+    path_sha256: str | None = None   # (ebtkit.data.fingerprint; checked on eval and resume)
 
     def __post_init__(self):
         hints = typing.get_type_hints(type(self))
@@ -101,6 +104,10 @@ class SequenceDataConfig(Config):
                 raise SequenceDataError(f"{n} must be >= 1, got {getattr(self, n)}")
         if self.seed < 0:
             raise SequenceDataError(f"seed must be >= 0, got {self.seed}")
+        try:
+            check_fingerprint(self.path_size, self.path_sha256)
+        except ValueError as e:
+            raise SequenceDataError(str(e)) from None
         if self.object_size > self.canvas:
             raise SequenceDataError(f"object_size ({self.object_size}) must be <= canvas ({self.canvas})")
         if not self.speed > 0:
@@ -457,6 +464,7 @@ def load_sequence_data(cfg: SequenceDataConfig, window: int) -> SequenceData:
         source = SEATTLE_SOURCE.format(first=dates[0], last=dates[-1], days=len(dates))
         return array_sequence_data(cfg, window, data, source, list(SEATTLE_FEATURES), list(SEATTLE_UNITS),
                                    name="seattle-weather")
+    check_recorded(cfg, what="sequence file")        # a run's file: refused if moved or changed since it was recorded
     path = Path(cfg.path).expanduser()
     data = load_array_file(path)
     n, t, f = data.shape

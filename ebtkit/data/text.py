@@ -24,6 +24,7 @@ from typing import Callable
 import torch
 
 from .shards import ShardTokens, check_tokenizer, open_shards
+from .fingerprint import check as check_recorded
 from .tokenizers import build_tokenizer
 
 
@@ -113,6 +114,7 @@ def prepare_text_data(cfg, context: int, tokenizer=None) -> TextData:
     if cfg.path and Path(cfg.path).is_dir():
         return prepared_text_data(cfg, context, tokenizer)
     if cfg.path:
+        check_recorded(cfg, what="data file")      # a run's file: refused if moved or changed since it was recorded
         text, source = load_text_file(cfg.path), str(cfg.path)
     else:
         text, source = load_corpus(cfg.corpus), cfg.corpus
