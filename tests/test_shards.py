@@ -195,6 +195,8 @@ def test_shard_tokens_behave_like_the_tensor(corpus):
             assert torch.equal(get_batch(src, 8, 33, step_generator(5, step)), get_batch(ref, 8, 33, step_generator(5, step)))
         assert torch.equal(eval_windows(src, 33, 20), eval_windows(ref, 33, 20))
         assert torch.equal(torch.unique(src), torch.unique(ref))
+        mm = getattr(open_shards(corpus / "byte", verify=False, reader="mmap"), split)
+        assert torch.equal(mm[100:len(ref) - 5], ref[100:len(ref) - 5])        # both readers give the same tokens
 
 
 def test_each_rank_draws_its_own_batches(corpus):

@@ -24,9 +24,12 @@ for 8 MiB is cut anyway (``forced_cuts`` in the manifest; byte tokens are exact 
 **Reading.** :func:`open_shards` checks the manifest, every shard's presence and size (``tokens × itemsize``)
 and — always, at start, with a progress bar on a terminal — every shard's sha256 (hashing runs at disk speed,
 ~1 s per GB; a damaged corpus fails before a run directory is touched rather than mid-run). Each split is a
-:class:`ShardTokens`: ``len()`` and ``[a:b]`` like a 1-D token tensor, backed by ``np.memmap`` (opened lazily),
-copying only the requested tokens to RAM; windows may span the seam between two shards, as they span
-documents.
+:class:`ShardTokens`: ``len()`` and ``[a:b]`` like a 1-D token tensor, copying only the requested tokens to RAM;
+windows may span the seam between two shards, as they span documents. Tokens are read with ``pread`` by
+default, not through ``np.memmap`` (``reader="mmap"``): on a Linux 6.x kernel a fault on a mapped shard maps the
+whole page-cache folio around it (~1 MB here), so a memory-mapped reader's RSS grows by about 1 MB per window
+drawn until it approaches the corpus size (reclaimable page cache, but counted as the process's memory), while
+``pread`` keeps it flat (``benchmarks/bench_corpus_rss.py``, docs/speed.md).
 """
 from __future__ import annotations
 
@@ -369,12 +372,17 @@ def prepare_shards(files, out, *, tokenizer: str = "byte", bpe_vocab: int = 1024
 
 # ----------------------------------------------------------------------------------------- reading shards
 class ShardTokens:
-    """One split's shards as one 1-D token stream: ``len()`` and ``[a:b]`` (an int64 tensor copied from the
-    memory-mapped files), so :func:`ebtkit.data.text.get_batch` and ``eval_windows`` take it like a tensor.
-    ``torch.unique(shards)`` is computed block by block (the thinking study's random-token vocabulary)."""
+    """One split's shards as one 1-D token stream: ``len()`` and ``[a:b]`` (an int64 tensor of just those
+    tokens), so :func:`ebtkit.data.text.get_batch` and ``eval_windows`` take it like a tensor.
+    ``torch.unique(shards)`` is computed block by block (the thinking study's random-token vocabulary).
 
-    def __init__(self, files: list[Path], counts: list[int], dtype: str):
-        self.files, self.counts, self.dtype = files, counts, DTYPES[dtype]
+    ``reader``: ``"pread"`` (default; each slice reads its bytes from the file, nothing stays mapped) or
+    ``"mmap"`` (one ``np.memmap`` per shard, opened lazily; see the module docstring for its RSS)."""
+
+    def __init__(self, files: list[Path], counts: list[int], dtype: str, reader: str = "pread"):
+        if reader not in ("pread", "mmap"):
+            raise ValueError(f"unknown shard reader {reader!r}; choose from pread, mmap")
+        self.files, self.counts, self.dtype, self.reader = files, counts, DTYPES[dtype], reader
         self.offsets = np.cumsum([0, *counts])
         self._maps: list[np.memmap | None] = [None] * len(files)
 
@@ -385,6 +393,19 @@ class ShardTokens:
         if self._maps[i] is None:
             self._maps[i] = np.memmap(self.files[i], dtype=self.dtype, mode="r", shape=(self.counts[i],))
         return self._maps[i]
+
+    def _read(self, i: int, lo: int, n: int) -> np.ndarray:
+        if self.reader == "mmap":
+            return self._map(i)[lo:lo + n]
+        size = self.dtype.itemsize
+        fd = os.open(self.files[i], os.O_RDONLY)
+        try:
+            raw = os.pread(fd, n * size, lo * size)
+        finally:
+            os.close(fd)
+        if len(raw) != n * size:
+            raise ShardError(f"truncated shard {self.files[i]}: it ended while reading tokens {lo}..{lo + n}")
+        return np.frombuffer(raw, dtype=self.dtype)
 
     def __getitem__(self, key) -> torch.Tensor:
         if not isinstance(key, slice):
@@ -398,7 +419,7 @@ class ShardTokens:
         while pos < stop:
             lo = pos - int(self.offsets[i])
             take = min(stop - pos, self.counts[i] - lo)
-            out[pos - start:pos - start + take] = self._map(i)[lo:lo + take]
+            out[pos - start:pos - start + take] = self._read(i, lo, take)
             pos += take
             i += 1
         return torch.from_numpy(out)
@@ -481,8 +502,9 @@ def _sha256(path: Path, bar) -> str:
     return h.hexdigest()
 
 
-def open_shards(root: str | Path, *, verify: bool = True, progress: bool = True) -> ShardSet:
-    """Open a prepared directory: manifest, tokenizer, shard presence and sizes, and (``verify``) checksums."""
+def open_shards(root: str | Path, *, verify: bool = True, progress: bool = True, reader: str = "pread") -> ShardSet:
+    """Open a prepared directory: manifest, tokenizer, shard presence and sizes, and (``verify``) checksums;
+    ``reader``: how :class:`ShardTokens` reads (``pread`` or ``mmap``)."""
     from tqdm import tqdm
 
     root = Path(root)
@@ -529,7 +551,7 @@ def open_shards(root: str | Path, *, verify: bool = True, progress: bool = True)
                 if _sha256(f, bar) != s["sha256"]:
                     raise ShardError(f"checksum mismatch in shard {f}: its sha256 differs from {root / MANIFEST}'s; "
                                      "the file changed after 'ebt prepare' (prepare the corpus again)")
-    split = {k: ShardTokens([f for f, _ in v], [n for _, n in v], m["dtype"]) for k, v in files.items()}
+    split = {k: ShardTokens([f for f, _ in v], [n for _, n in v], m["dtype"], reader) for k, v in files.items()}
     return ShardSet(root, m, tok, split["train"], split["val"])
 
 
