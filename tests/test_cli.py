@@ -11,7 +11,10 @@ from ebtkit.core.models import MODELS, build_model
 
 
 def run_cli(args, capsys):
-    rc = main(args)
+    try:
+        rc = main(args)
+    except SystemExit as e:            # argparse refuses bad flag values (one line, exit 2) before running
+        rc = e.code
     out = capsys.readouterr()
     return rc, out.out, out.err
 

@@ -1,13 +1,12 @@
 """Subcommands of the ``ebt`` CLI, one module each (``add_parser`` + ``run``)."""
-import json
-import os
 from pathlib import Path
+
+from .output import atomic_write_json
 
 
 def write_json_atomic(path: Path, obj) -> None:
-    tmp = Path(str(path) + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    os.replace(tmp, path)
+    """``obj`` as JSON, written atomically (a hidden temporary renamed into place; removed on failure)."""
+    atomic_write_json(path, obj)
 
 
 def parse_int_list(text: str) -> list[int]:

@@ -48,7 +48,8 @@ from ..eval.text_table import format_table as format_text_table
 from ..eval.text_table import merge_study, policy_rows, split_info, study_rows
 from ..eval.thinking_study import BON_SAMPLES, THINK_STEPS, evaluate_thinking
 from ..tasks import Bundle, load
-from . import parse_int_list, write_json_atomic
+from . import checks, parse_int_list, write_json_atomic
+from .output import staged_outputs
 
 
 def add_parser(sub):
@@ -57,9 +58,9 @@ def add_parser(sub):
     p.add_argument("run", help="run directory (or checkpoint directory)")
     p.add_argument("--json", action="store_true", help="print the evaluation as JSON on stdout instead of the table")
     p.add_argument("--steps-list", default=None, help="text EBT: thinking-step counts, e.g. 1,2,4,8 (default: trained steps and 2× that)")
-    p.add_argument("--max-windows", type=int, default=64, help="text: evaluation windows per split (default 64)")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--seed", type=int, default=0, help="seed of the initial candidates")
+    p.add_argument("--max-windows", type=checks.positive_int, default=64, help="text: evaluation windows per split (default 64)")
+    p.add_argument("--batch-size", type=checks.positive_int, default=16)
+    p.add_argument("--seed", type=checks.seed_int, default=0, help="seed of the initial candidates")
     g = p.add_argument_group("thinking study (text EBT runs)")
     g.add_argument("--thinking", action="store_true", help="run the thinking study: more policies as rows of the "
                    "table, energy as uncertainty, plots (off by default; its own options below also turn it on)")
@@ -72,26 +73,26 @@ def add_parser(sub):
                    "text without the study: best-of-N rows at the trained steps, none by default)")
     g.add_argument("--tols", default=None, help="early-stop tolerances, e.g. 0.001,0.01, or 'auto' (study; default: "
                    "quantiles 0.25/0.5/0.9 of the per-token energy change one step past the trained steps)")
-    g.add_argument("--thinking-windows", type=int, default=None, help="windows per split for the study (default: "
+    g.add_argument("--thinking-windows", type=checks.positive_int, default=None, help="windows per split for the study (default: "
                    "--max-windows, the table's own windows)")
     g = p.add_argument_group("sequence runs")
-    g.add_argument("--windows", type=int, default=256, help="test windows to roll out (default 256)")
-    g.add_argument("--bon-sigma", type=float, default=0.05,
+    g.add_argument("--windows", type=checks.positive_int, default=256, help="test windows to roll out (default 256)")
+    g.add_argument("--bon-sigma", type=checks.nonneg_float, default=0.05,
                    help="best-of-N: std of the noise added to the starts of samples 2..N (model units; default 0.05)")
     g = p.add_argument_group("image denoising runs")
     g.add_argument("--compare", default=None, metavar="RUN",
                    help="a second run of the same task (the DiT, the Transformer++) evaluated on the same inputs")
-    g.add_argument("--images", type=int, default=500, help="test images to evaluate (default 500)")
+    g.add_argument("--images", type=checks.positive_int, default=500, help="test images to evaluate (default 500)")
     g.add_argument("--sigmas", default=None, help="noise levels, e.g. 0.1,0.2 (default: the run's eval_sigmas)")
     g.add_argument("--ebt-nfe", default="1,2,3,5,10", help="EBT thinking steps to report (default 1,2,3,5,10)")
     g.add_argument("--dit-nfe", default="1,2,3,5,10,100",
                    help="DiT DDIM steps to report (default 1,2,3,5,10,100; the full chain is always added)")
-    g.add_argument("--samples", type=int, default=1, help="EBT best-of-N candidates per image (default 1)")
+    g.add_argument("--samples", type=checks.positive_int, default=1, help="EBT best-of-N candidates per image (default 1)")
     g.add_argument("--select", default="min", choices=SELECTIONS, help="best-of-N selection (min | max_drop)")
     g.add_argument("--accept-lower", action="store_true", help="EBT: keep a step only where it lowers the energy")
-    g.add_argument("--tol", type=float, default=None, help="EBT: stop an image once its energy changes by less")
-    g.add_argument("--sigma", type=float, default=0.0, help="EBT: Langevin noise σ at inference (0 = none)")
-    g.add_argument("--alpha", type=float, default=None, help="EBT: step size α override")
+    g.add_argument("--tol", type=checks.nonneg_float, default=None, help="EBT: stop an image once its energy changes by less")
+    g.add_argument("--sigma", type=checks.nonneg_float, default=0.0, help="EBT: Langevin noise σ at inference (0 = none)")
+    g.add_argument("--alpha", type=checks.step_size, default=None, help="EBT: step size α override")
     return p
 
 
@@ -180,27 +181,29 @@ def evaluate_text_run(run: str | Path, steps_list: list[int] | None = None, max_
            # the rows older versions wrote (one per thinking-step count; read by `ebt report`, scripts/grid.py)
            "rows": [_legacy_row(r) for r in rows if r["family"] in ("plain", "steps")]}
     files = [out_dir / "eval.json"]
-    if study is not None:
-        windows = study.windows or max_windows
-        res = evaluate_thinking(model, data, context, trained_steps=trained, baseline=base, max_windows=windows,
-                                batch_size=batch_size, seed=seed, think_steps=study.think_steps, bon=study.bon,
-                                tols=study.tols if study.tols == "auto" else list(study.tols), out_dir=out_dir,
-                                log=_stderr, title=f"EBT {cfg.thinking.system.upper()} ({cfg.preset} preset)")
-        write_json_atomic(out_dir / "thinking.json", {
-            "run": str(run), "preset": cfg.preset, "system": cfg.thinking.system, "data": data.source,
-            "ood": cfg.data.ood, "baseline": str(study.baseline) if study.baseline else None, **res})
-        files += [out_dir / "thinking.json", *map(Path, res["plots"])]
-        s_info = split_info(splits, context, windows)
-        extra = study_rows(res, s_info, model, plain)
-        thinking = {k: res[k] for k in ("tolerances", "uncertainty", "random_vs_real", "gains", "plots")}
-        thinking["max_windows"] = windows
-        if s_info == info:
-            doc["table"] = merge_study(rows, extra)
-        else:
-            thinking.update(table=merge_study(extra, []), splits=s_info)
-        doc["thinking"] = thinking
-    doc["files"] = [str(f) for f in files]
-    write_json_atomic(out_dir / "eval.json", doc)
+    with staged_outputs(out_dir) as stage:       # eval.json, thinking.json and the plots appear together, or none
+        if study is not None:
+            windows = study.windows or max_windows
+            res = evaluate_thinking(model, data, context, trained_steps=trained, baseline=base, max_windows=windows,
+                                    batch_size=batch_size, seed=seed, think_steps=study.think_steps, bon=study.bon,
+                                    tols=study.tols if study.tols == "auto" else list(study.tols), out_dir=stage.dir,
+                                    log=_stderr, title=f"EBT {cfg.thinking.system.upper()} ({cfg.preset} preset)")
+            res["plots"] = [str(stage.target(Path(q).name)) for q in res["plots"]]
+            write_json_atomic(stage.path("thinking.json"), {
+                "run": str(run), "preset": cfg.preset, "system": cfg.thinking.system, "data": data.source,
+                "ood": cfg.data.ood, "baseline": str(study.baseline) if study.baseline else None, **res})
+            files += [out_dir / "thinking.json", *map(Path, res["plots"])]
+            s_info = split_info(splits, context, windows)
+            extra = study_rows(res, s_info, model, plain)
+            thinking = {k: res[k] for k in ("tolerances", "uncertainty", "random_vs_real", "gains", "plots")}
+            thinking["max_windows"] = windows
+            if s_info == info:
+                doc["table"] = merge_study(rows, extra)
+            else:
+                thinking.update(table=merge_study(extra, []), splits=s_info)
+            doc["thinking"] = thinking
+        doc["files"] = [str(f) for f in files]
+        write_json_atomic(stage.path("eval.json"), doc)
     if as_json:
         print(json.dumps(doc, indent=1))
     elif not quiet:
@@ -300,9 +303,10 @@ def evaluate_denoise_runs(run: Path, compare: Path | None, spec: EvalSpec, use_r
                    train_steps=steps, policy=(policy or Policy()).kwargs())
     files = [out_dir / "eval_denoise.json", out_dir / "psnr_vs_nfe.png", out_dir / "samples.png"]
     summary["files"] = [str(f) for f in files]
-    write_json_atomic(out_dir / "eval_denoise.json", summary)
-    plot_psnr(result, out_dir / "psnr_vs_nfe.png")
-    plot_samples(result, out_dir / "samples.png")
+    with staged_outputs(out_dir) as stage:       # all three files appear together, or none
+        write_json_atomic(stage.path("eval_denoise.json"), summary)
+        plot_psnr(result, stage.path("psnr_vs_nfe.png"))
+        plot_samples(result, stage.path("samples.png"))
     if as_json:
         print(json.dumps(summary, indent=1))
     elif not quiet:
@@ -368,14 +372,15 @@ def evaluate_sequence_runs(run: Path, compare: Path | None = None, *, windows: i
         models[label] = (b.model, b.eval_steps if is_energy_model(b.model) else None)
     data = load_sequence_data(cfg.data, cfg.model.context + 1)
     out_dir = ckpt.run_dir_of(run)
-    res = evaluate_sequence(models, data, out_dir, max_windows=windows, batch_size=batch_size, think_steps=think_steps,
-                            bon=bon, bon_sigma=bon_sigma, seed=seed,
-                            log=(lambda *_: None) if quiet else (_stderr if as_json else print))
-    res.update(run=str(run), compare=str(compare) if compare else None, data=data.source, preset=cfg.preset,
-               test_windows=int(data.test.shape[0]), window=cfg.model.context + 1,
-               train_steps={label: b.config.train.steps for (_, b), label in zip(bundles, models)})
-    res["files"] = [str(out_dir / "eval_sequence.json"), *(str(out_dir / p) for p in res["plots"].values())]
-    write_json_atomic(out_dir / "eval_sequence.json", res)
+    with staged_outputs(out_dir) as stage:       # pictures, GIF and eval_sequence.json together, or none
+        res = evaluate_sequence(models, data, stage.dir, max_windows=windows, batch_size=batch_size,
+                                think_steps=think_steps, bon=bon, bon_sigma=bon_sigma, seed=seed,
+                                log=(lambda *_: None) if quiet else (_stderr if as_json else print))
+        res.update(run=str(run), compare=str(compare) if compare else None, data=data.source, preset=cfg.preset,
+                   test_windows=int(data.test.shape[0]), window=cfg.model.context + 1,
+                   train_steps={label: b.config.train.steps for (_, b), label in zip(bundles, models)})
+        res["files"] = [str(out_dir / "eval_sequence.json"), *(str(out_dir / p) for p in res["plots"].values())]
+        write_json_atomic(stage.path("eval_sequence.json"), res)
     if as_json:
         print(json.dumps(res, indent=1))
     elif not quiet:

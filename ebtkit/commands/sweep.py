@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from . import checks
+
 
 def add_parser(sub):
     p = sub.add_parser("sweep", help="run a scaling sweep (resumable) and fit log-log slopes",
@@ -26,8 +28,9 @@ def add_parser(sub):
     p.add_argument("--depth", default=None, metavar="LIST", help="depth axis: n_layers values, e.g. 1,2,4,8")
     p.add_argument("--batch", default=None, metavar="LIST", help="batch axis: batch sizes, e.g. 8,16,32,64")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every run (repeatable)")
-    p.add_argument("--jobs", type=int, default=None, help="parallel runs (default: the spec's, else 1)")
-    p.add_argument("--eval-windows", type=int, default=None, help="validation/OOD windows per run (default 64)")
+    p.add_argument("--jobs", type=checks.positive_int, default=None, help="parallel runs (default: the spec's, else 1)")
+    p.add_argument("--eval-windows", type=checks.positive_int, default=None,
+                   help="validation/OOD windows per run (default 64)")
     p.add_argument("--thinking", action="store_true", help="also run the thinking study on EBT runs (ppl vs NFEs)")
     p.add_argument("--no-flops", action="store_true", help="skip counting training FLOPs")
     p.add_argument("--metric", default="val_ppl", choices=["val_ppl", "ood_ppl", "val_loss"], help="fitted metric")
@@ -59,10 +62,10 @@ def build_spec(args) -> dict:
 def run(args) -> int:
     from ..study.results import fit_sweep, format_fits
     from ..study.sweep import run_sweep
-    if args.jobs is not None and args.jobs < 1:
-        raise ValueError("--jobs must be >= 1")
     spec = build_spec(args)
     out = Path(args.out or spec.get("out") or f"runs/sweep-{spec['name']}")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"sweep directory {out} exists and is not a folder")
     index = run_sweep(spec, out, dry_run=args.dry_run)
     if args.dry_run:
         return 0

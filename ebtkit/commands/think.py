@@ -19,6 +19,8 @@ from ..core.thinking import is_energy_model
 from ..eval.inference import SELECTIONS, Policy
 from ..eval.thinking_study import passage_energies, plot_heatmaps, spearman, token_pieces
 from ..tasks import load
+from . import checks
+from .output import check_file, staged_files
 
 # ANSI 256-colour backgrounds from green (low energy) through yellow to red (high energy)
 RAMP = (28, 34, 70, 106, 142, 178, 172, 166, 160, 124)
@@ -26,22 +28,29 @@ RAMP = (28, 34, 70, 106, 142, 178, 172, 166, 160, 124)
 
 def add_policy_arguments(p, seed_default: int | None = 0,
                          seed_help: str = "seed of the initial candidates and noise (default 0)") -> None:
-    """The System 2 inference flags shared by ``think`` and ``generate``."""
+    """The System 2 inference flags shared by ``think`` and ``generate`` (numbers checked as parsed: see
+    :mod:`ebtkit.commands.checks` for the bounds and why)."""
     g = p.add_argument_group("thinking policy")
-    g.add_argument("--steps", type=int, default=None, help="thinking steps per token (default: as trained)")
-    g.add_argument("--alpha", type=float, default=None, help="step size α override (absolute)")
-    g.add_argument("--alpha-mult", type=float, default=None, help="step size as a multiple of the trained α")
-    g.add_argument("--samples", type=int, default=1, help="best-of-N: candidates per token (default 1)")
+    g.add_argument("--steps", type=checks.positive_int, default=None,
+                   help="thinking steps per token, >= 1 (default: as trained)")
+    g.add_argument("--alpha", type=checks.step_size, default=None,
+                   help=f"step size α override (absolute), in (0, {checks.ALPHA_MAX:g}]")
+    g.add_argument("--alpha-mult", type=checks.step_mult, default=None,
+                   help=f"step size as a multiple of the trained α, in (0, {checks.ALPHA_MULT_MAX:g}]")
+    g.add_argument("--samples", type=checks.positive_int, default=1, help="best-of-N: candidates per token (default 1)")
     g.add_argument("--select", default="min", choices=SELECTIONS,
                    help="best-of-N selection per token: lowest final energy (min) or largest energy drop")
     g.add_argument("--accept-lower", action="store_true", help="keep a step only where it lowers the energy")
-    g.add_argument("--tol", type=float, default=None,
-                   help="adaptive compute: a token stops thinking once its energy changes by less than this")
-    g.add_argument("--sigma", type=float, default=0.0, help="Langevin noise σ on the logits at inference (0 = none)")
-    g.add_argument("--seed", type=int, default=seed_default, help=seed_help)
+    g.add_argument("--tol", type=checks.nonneg_float, default=None,
+                   help="adaptive compute: a token stops thinking once its energy changes by less than this (>= 0)")
+    g.add_argument("--sigma", type=checks.nonneg_float, default=0.0,
+                   help="Langevin noise σ on the logits at inference (>= 0; 0 = none)")
+    g.add_argument("--seed", type=checks.seed_int, default=seed_default, help=seed_help)
 
 
 def policy_from_args(args) -> Policy:
+    if args.alpha is not None and args.alpha_mult is not None:
+        raise ValueError("give --alpha or --alpha-mult, not both")
     return Policy(steps=args.steps, alpha=args.alpha, alpha_mult=args.alpha_mult, samples=args.samples,
                   select=args.select, accept_lower=args.accept_lower, tol=args.tol, langevin_sigma=args.sigma)
 
@@ -89,13 +98,17 @@ def colourise(pieces: list[str], energies: list[float | None], enable: bool) -> 
 
 
 def run(args) -> int:
+    policy = policy_from_args(args)
     meta = ckpt.read_config(args.run)
     if meta["task"] != "text":
         raise ValueError(f"ebt think needs a text EBT run; {args.run} is a {meta['task']!r} run")
-    b = load(args.run)
-    model, tok, trained = b.model, b.tokenizer, b.eval_steps
-    if not is_energy_model(model):
-        raise ValueError(f"{args.run} is a {b.config.model.model} run; only EBTs have energies to show")
+    # where the outputs go is checked before anything is computed; they are written together at the end
+    out = check_file(heatmap_path(args.out, args.run), "--out")
+    targets = [out]
+    if args.json is not None:
+        targets.append(check_file(args.json, "--json"))
+        if os.path.realpath(targets[1]) == os.path.realpath(out):
+            raise ValueError(f"--json {args.json} is the heatmap's path; give another file")
     if args.text is not None:
         text = args.text
     else:
@@ -103,10 +116,10 @@ def run(args) -> int:
             text = Path(args.file).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as e:
             raise ValueError(f"cannot read {args.file}: {e}") from None
-    policy = policy_from_args(args)
-    out = heatmap_path(args.out, args.run)
-    if not out.parent.exists():
-        raise ValueError(f"folder {out.parent} does not exist (for --out {args.out})")
+    b = load(args.run)
+    model, tok, trained = b.model, b.tokenizer, b.eval_steps
+    if not is_energy_model(model):
+        raise ValueError(f"{args.run} is a {b.config.model.model} run; only EBTs have energies to show")
     ids = tok.encode(text)
     if len(ids) < 2:
         raise ValueError("the passage needs at least 2 tokens")
@@ -135,11 +148,14 @@ def run(args) -> int:
     print("lowest energy:  " + ", ".join(f"{show(i)} {final[i]:.4g}" for i in order[::-1][:8]))
     rho = float(spearman(pe["final"], pe["nll"]))
     print(f"Spearman(final energy, token CE) in this passage: {rho:+.3f}")
-    plot_heatmaps([(f"per-token energy while thinking ({policy.label(trained)})", pieces[1:], pe["trajectory"])], out)
+    with staged_files(*targets) as tmps:
+        plot_heatmaps([(f"per-token energy while thinking ({policy.label(trained)})", pieces[1:],
+                        pe["trajectory"])], tmps[0])
+        if args.json is not None:
+            rec = {"tokens": ids, "pieces": pieces, "final_energy": final, "nll": [None] + pe["nll"].tolist(),
+                   "trajectory": pe["trajectory"].tolist(), "nfe": pe["nfe"].tolist(), "policy": policy.kwargs()}
+            tmps[1].write_text(json.dumps(rec), encoding="utf-8")
     print(f"heatmap: {out}")
-    if args.json:
-        rec = {"tokens": ids, "pieces": pieces, "final_energy": final, "nll": [None] + pe["nll"].tolist(),
-               "trajectory": pe["trajectory"].tolist(), "nfe": pe["nfe"].tolist(), "policy": policy.kwargs()}
-        Path(args.json).write_text(json.dumps(rec))
+    if args.json is not None:
         print(f"json: {args.json}")
     return 0

@@ -23,10 +23,21 @@ the window for each new token (one observed-stream pass per token, still no reco
 Ragged batches: ``prompt`` may be a list of sequences of different lengths (the output is then a list). Rows
 are right-padded; each row thinks after its own last token (``rows`` (B,1) in ``energy_cached``) and writes its
 new token at its own cache slot, so a batched run equals running each row alone (same initial draws aside).
+
+Per-row randomness: ``generator`` may be a list of one generator per row. Row ``b`` then draws its initial
+candidates (every best-of-N sample) and its sampled token from ``generator[b]`` alone, so a batch equals
+generating each row alone with that row's generator, token for token, under any sampling and policy — except
+Langevin noise (``langevin_sigma > 0``), which the thinking loop draws for the whole batch from ``generator[0]``.
+
+Termination: ``on_token`` may return one flag per row (of the original batch); a row flagged ``True`` ends
+after the token just reported and leaves the batch (its cache rows are dropped, so the others run at the cost
+of a smaller batch). ``max_time`` ends every row once that many seconds have passed since the call began
+(checked after each token: the token being computed is finished, so at least one is produced).
 """
 from __future__ import annotations
 
-from dataclasses import fields
+import time
+from dataclasses import fields, replace
 from typing import Callable, Sequence
 
 import torch
@@ -36,21 +47,48 @@ from .inference import DEFAULT_STEPS, Policy, resolve_alpha
 
 
 def sample_next(logits: torch.Tensor, temperature: float = 0.0, top_p: float = 1.0,
-                generator: torch.Generator | None = None) -> torch.Tensor:
-    """logits (B×V) → token ids (B,). Greedy at temperature 0; else nucleus sampling."""
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
-    if not 0 < top_p <= 1:
-        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+                generator: torch.Generator | Sequence[torch.Generator] | None = None, top_k: int = 0) -> torch.Tensor:
+    """logits (B×V) → token ids (B,). Greedy at temperature 0; else sampling from ``softmax(logits / T)``
+    restricted to the ``top_k`` most likely tokens (0 = all), then to the nucleus (the smallest set of most likely
+    tokens whose probability reaches ``top_p``; the most likely token is always kept). ``generator``: one, or a
+    list of one per row (row ``b`` draws from ``generator[b]`` only)."""
+    check_sampling(temperature, top_p, top_k)
     if temperature == 0:
         return logits.argmax(-1)
     probs = torch.softmax(logits.float() / temperature, -1)
+    if 0 < top_k < probs.shape[-1]:
+        top = probs.topk(top_k, -1)
+        probs = torch.zeros_like(probs).scatter(-1, top.indices, top.values)
+        probs = probs / probs.sum(-1, keepdim=True)
     if top_p < 1:
         sp, si = probs.sort(-1, descending=True)
         keep = sp.cumsum(-1) - sp < top_p                       # always keeps the most likely token
         sp = sp * keep
         probs = torch.zeros_like(probs).scatter(-1, si, sp)
-    return torch.multinomial(probs / probs.sum(-1, keepdim=True), 1, generator=generator).squeeze(-1)
+    probs = probs / probs.sum(-1, keepdim=True)
+    if generator is None or isinstance(generator, torch.Generator):
+        return _draw(probs, generator).squeeze(-1)
+    if len(generator) != probs.shape[0]:
+        raise ValueError(f"{len(generator)} generators for {probs.shape[0]} rows")
+    return torch.cat([_draw(probs[b: b + 1], g) for b, g in enumerate(generator)]).view(-1)
+
+
+def _draw(probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """One token per row; drawn where the generator lives (a CPU generator gives the same tokens on any device)."""
+    if generator is not None and generator.device != probs.device:
+        return torch.multinomial(probs.to(generator.device), 1, generator=generator).to(probs.device)
+    return torch.multinomial(probs, 1, generator=generator)
+
+
+def check_sampling(temperature: float, top_p: float = 1.0, top_k: int = 0) -> None:
+    """Refuse sampling settings that mean nothing: a negative or non-finite temperature, ``top_p`` outside
+    (0, 1], a negative or non-integer ``top_k``."""
+    if not (isinstance(temperature, (int, float)) and 0 <= temperature < float("inf")):
+        raise ValueError(f"temperature must be finite and >= 0, got {temperature}")
+    if not (isinstance(top_p, (int, float)) and 0 < top_p <= 1):
+        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
+        raise ValueError(f"top_k must be an integer >= 0 (0 = off), got {top_k!r}")
 
 
 def _rows_of(prompt) -> tuple[list[torch.Tensor], bool]:
@@ -83,6 +121,18 @@ class _Batch:
         for b, r in enumerate(rows):
             self.buf[b, : r.numel()] = r.to(device)
         self.ragged = len(set(self.lengths)) > 1
+        self.alive = list(range(len(rows)))          # original index of each row still generating
+        self.ended: dict[int, torch.Tensor] = {}     # original index → tokens of a row that has ended
+
+    def drop(self, keep: list[int]) -> None:
+        """Keep only the rows at positions ``keep`` (ascending); the others have ended and are set aside. A
+        ragged batch stays ragged (its caches keep per-row positions)."""
+        for i in sorted(set(range(len(self.alive))) - set(keep)):
+            self.ended[self.alive[i]] = self.buf[i, : self.lengths[i]].clone()
+        idx = torch.tensor(keep, device=self.buf.device)
+        self.buf = self.buf[idx]
+        self.lengths = [self.lengths[i] for i in keep]
+        self.alive = [self.alive[i] for i in keep]
 
     def lengths_t(self) -> torch.Tensor:
         return torch.tensor(self.lengths, device=self.buf.device)
@@ -115,16 +165,45 @@ class _Batch:
         return out, lens
 
     def result(self, as_tensor: bool):
-        if as_tensor and not self.ragged:
-            return self.buf[:, : self.lengths[0]]
-        return [self.buf[b, :n] for b, n in enumerate(self.lengths)]
+        if not self.ended:
+            if as_tensor and not self.ragged:
+                return self.buf[:, : self.lengths[0]]
+            return [self.buf[b, :n] for b, n in enumerate(self.lengths)]
+        rows = dict(self.ended)
+        rows.update({orig: self.buf[b, :n] for b, (orig, n) in enumerate(zip(self.alive, self.lengths))})
+        out = [rows[b] for b in range(len(rows))]
+        if as_tensor and len({len(r) for r in out}) == 1:
+            return torch.stack(out)
+        return out
 
 
 _POLICY_DEFAULTS = {"steps": None, "alpha": None, "alpha_mult": None, "samples": 1, "select": "min",
                     "accept_lower": False, "tol": None, "langevin_sigma": 0.0, "init_scale": 1.0}
 
 
-def _ebt_thinker(model, generator, policy: dict):
+class _Rng:
+    """Where the random numbers of generation come from: one generator for the whole batch (``joint``), or one
+    per row (``rows``, following the rows still generating; ``joint`` is then the first row's, for the draws the
+    thinking loop makes for the whole batch: Langevin noise)."""
+
+    def __init__(self, generator):
+        if generator is None or isinstance(generator, torch.Generator):
+            self.joint, self.rows = generator, None
+        else:
+            self.rows = list(generator)
+            if not self.rows or not all(isinstance(g, torch.Generator) for g in self.rows):
+                raise ValueError("generator must be a torch.Generator or a list of one per prompt row")
+            self.joint = self.rows[0]
+
+    def keep(self, keep: list[int]) -> None:
+        if self.rows is not None:
+            self.rows = [self.rows[i] for i in keep]
+
+    def sampler(self):
+        return self.joint if self.rows is None else self.rows
+
+
+def _ebt_thinker(model, rng: _Rng, policy: dict):
     """``think(energy_fn, B) -> logits (B×V)`` of the one new position, with the inference policy."""
     policy = dict(policy)
     init_scale = policy.pop("init_scale", 1.0)
@@ -138,21 +217,73 @@ def _ebt_thinker(model, generator, policy: dict):
     alpha = resolve_alpha(model, pol.alpha, pol.alpha_mult)
 
     def think(energy_fn, B: int) -> torch.Tensor:
-        init = lambda s: model.init_candidates((B, 1), generator) * init_scale  # noqa: E731
+        def init(s):
+            if rng.rows is None:
+                return model.init_candidates((B, 1), rng.joint) * init_scale
+            return torch.cat([model.init_candidates((1, 1), g) for g in rng.rows]) * init_scale
         if pol.samples == 1:   # no selection: skip the read-out of E(ŷ_N) (one forward per token)
-            best = spec.run(energy_fn, init(0), alpha, generator, update=model.update).final.detach()
+            best = spec.run(energy_fn, init(0), alpha, rng.joint, update=model.update).final.detach()
         else:
-            best = pol.run(model, energy_fn, init, DEFAULT_STEPS, model.cfg.n_landscapes, generator,
+            best = pol.run(model, energy_fn, init, DEFAULT_STEPS, model.cfg.n_landscapes, rng.joint,
                            update=model.update)[0]
         return best[:, 0]                                                       # B,V
     return think, sorted(set(spec.landscapes))
+
+
+class _Control:
+    """Chooses each token, appends it, reports it, and decides which rows go on: ``advance(logits)`` returns
+    ``None`` when generation is over, else ``(nxt, keep)`` — the new tokens of the rows that go on, and ``None``
+    if every row goes on or the (ascending) positions of those that do, so the caller can drop the others'
+    cache rows."""
+
+    def __init__(self, batch: _Batch, max_new: int, rng: _Rng, sample, on_token, max_time: float | None):
+        self.batch, self.max_new, self.rng, self.sample, self.on_token = batch, max_new, rng, sample, on_token
+        self.B = len(batch.lengths)
+        self.deadline = None if max_time is None else time.monotonic() + max_time
+        self.t = 0
+
+    def advance(self, logits: torch.Tensor):
+        if not bool(torch.isfinite(logits).all()):
+            raise ValueError(f"the model produced non-finite logits (NaN/inf) for new token {self.t + 1}: thinking "
+                             "diverged (is the step size α or the noise σ too large for this model?)")
+        nxt = self.sample(logits, self.rng.sampler())
+        self.batch.append(nxt)
+        self.t += 1
+        flags = None
+        if self.on_token is not None:
+            if len(self.batch.alive) == self.B:
+                flags = self.on_token(nxt)
+            else:                                            # report over the original rows; ended rows get -1
+                full = torch.full((self.B,), -1, dtype=nxt.dtype, device=nxt.device)
+                full[torch.tensor(self.batch.alive, device=nxt.device)] = nxt
+                flags = self.on_token(full)
+        if self.t >= self.max_new or (self.deadline is not None and time.monotonic() >= self.deadline):
+            return None
+        if flags is None:
+            return nxt, None
+        flags = [bool(f) for f in flags]
+        if len(flags) != self.B:
+            raise ValueError(f"on_token returned {len(flags)} flags for {self.B} rows")
+        keep = [i for i, orig in enumerate(self.batch.alive) if not flags[orig]]
+        if not keep:
+            return None
+        if len(keep) == len(self.batch.alive):
+            return nxt, None
+        self.batch.drop(keep)
+        self.rng.keep(keep)
+        idx = torch.tensor(keep, device=nxt.device)
+        return nxt[idx], idx
 
 
 def _landscape_key(model, landscape: int) -> int:
     return landscape if model.cfg.step_cond == "token" else 0
 
 
-def _ebt_cached(model, batch: _Batch, max_new: int, think, landscapes, pick) -> None:
+def _select_cache(c, idx: torch.Tensor):
+    return replace(c, keys=[k[idx] for k in c.keys], values=[v[idx] for v in c.values])
+
+
+def _ebt_cached(model, batch: _Batch, think, landscapes, ctl: _Control) -> None:
     ctx = model.cfg.context
     keys = sorted({_landscape_key(model, l) for l in landscapes})
     caches: dict = {}
@@ -165,16 +296,19 @@ def _ebt_cached(model, batch: _Batch, max_new: int, think, landscapes, pick) -> 
         return torch.tensor(lens, device=window.device) - 1                    # (B,) last observed index
 
     last = rebuild()
-    for t in range(max_new):
+    while True:
         rows = last[:, None]                                                    # B,1
         fn = lambda y, l: model.energy_cached(caches[_landscape_key(model, l)], y, l, rows, probs=True)  # noqa: E731
-        nxt = pick(think(fn, len(batch.lengths)))
-        batch.append(nxt)
-        if t == max_new - 1:
+        step = ctl.advance(think(fn, len(batch.lengths)))
+        if step is None:
             break
+        nxt, keep = step
         if max(batch.lengths) > ctx:
             last = rebuild()                                                    # window slid: positions shift
             continue
+        if keep is not None:                                                    # rows ended: drop their cache rows
+            caches = {k: _select_cache(c, keep) for k, c in caches.items()}
+            last = last[keep]
         with torch.no_grad():
             pos = last + 1                                                      # (B,) observed index of nxt
             for k in keys:
@@ -183,9 +317,9 @@ def _ebt_cached(model, batch: _Batch, max_new: int, think, landscapes, pick) -> 
         last = pos
 
 
-def _ebt_full(model, batch: _Batch, max_new: int, think, pick) -> None:
+def _ebt_full(model, batch: _Batch, think, ctl: _Control) -> None:
     ctx, V = model.cfg.context, model.cfg.vocab_size
-    for _ in range(max_new):
+    while True:
         window, lens = batch.windows(ctx)
         B = window.shape[0]
         if not batch.ragged:
@@ -199,11 +333,12 @@ def _ebt_full(model, batch: _Batch, max_new: int, think, pick) -> None:
                     full = torch.cat([y.new_zeros(1, n - 1, V), y[b: b + 1]], 1)
                     out.append(model.energy_reference(x[b: b + 1, :n], full, l, probs=True)[:, -1:])
                 return torch.cat(out, 0)                                        # B,1
-        batch.append(pick(think(fn, B)))
+        if ctl.advance(think(fn, B)) is None:
+            break
 
 
 @torch.no_grad()
-def _tpp(model, batch: _Batch, max_new: int, cached: bool, pick) -> None:
+def _tpp(model, batch: _Batch, cached: bool, ctl: _Control) -> None:
     ctx = model.cfg.context
 
     def full_logits():
@@ -220,17 +355,19 @@ def _tpp(model, batch: _Batch, max_new: int, cached: bool, pick) -> None:
         return logits[torch.arange(len(lens), device=window.device), last], (cache, last)
 
     logits, state = prefill() if cached else full_logits()
-    for t in range(max_new):
-        nxt = pick(logits)
-        batch.append(nxt)
-        if t == max_new - 1:
+    while True:
+        step = ctl.advance(logits)
+        if step is None:
             break
+        nxt, keep = step
         if not cached:
             logits, _ = full_logits()
         elif max(batch.lengths) > ctx:
             logits, state = prefill()                                           # window slid: rebuild
         else:
             cache, last = state
+            if keep is not None:                                                # rows ended: drop their cache rows
+                cache, last = [(k[keep], v[keep]) for k, v in cache], last[keep]
             pos = last + 1
             start = pos if batch.ragged else batch.lengths[0] - 1
             logits = model(nxt[:, None], cache=cache, start=start)[:, -1]
@@ -238,50 +375,57 @@ def _tpp(model, batch: _Batch, max_new: int, cached: bool, pick) -> None:
 
 
 def generate(model, prompt: torch.Tensor | Sequence[Sequence[int]], max_new_tokens: int, *,
-             temperature: float = 0.0, top_p: float = 1.0, generator: torch.Generator | None = None,
-             cached: bool = True, on_token: Callable[[torch.Tensor], None] | None = None, keep: bool = True,
-             **policy):
-    """Generate ``max_new_tokens`` after ``prompt``.
+             temperature: float = 0.0, top_p: float = 1.0, top_k: int = 0,
+             generator: torch.Generator | Sequence[torch.Generator] | None = None, cached: bool = True,
+             on_token: Callable[[torch.Tensor], Sequence[bool] | None] | None = None, keep: bool = True,
+             max_time: float | None = None, **policy):
+    """Generate up to ``max_new_tokens`` after ``prompt``.
 
     Args:
         prompt: (B, n) long tensor, or a list of B token sequences of any lengths (ragged).
+        temperature, top_p, top_k: greedy at temperature 0, else sampling (:func:`sample_next`).
+        generator: one ``torch.Generator`` for the batch, or a list of one per row (a row then equals itself
+            generated alone with its generator; see the module docstring).
         cached: KV-cached generation (default); ``False`` = full recomputation (the reference).
-        on_token: called with each new token of every row (B,) as soon as it is chosen (streaming).
+        on_token: called with each new token of every row (B,) as soon as it is chosen (streaming; rows that
+            have ended get -1). It may return one flag per row: a row flagged ``True`` ends after this token.
         keep: keep every token to return them; ``False`` bounds memory whatever ``max_new_tokens`` (use with
             ``on_token``; the result then holds only the last ``context + 1`` tokens of each row).
+        max_time: seconds; every row ends once this much wall-clock time has passed (checked after each token).
         policy: EBT inference policy, as for :func:`ebtkit.eval.inference.think_text` (``steps``, ``alpha``,
             ``alpha_mult``, ``samples``, ``select``, ``accept_lower``, ``tol``, ``langevin_sigma``).
     Returns:
-        B × (n + max_new_tokens) for a tensor prompt of equal rows; else a list of 1-D tensors.
+        B × (n + new tokens) for a tensor prompt of equal rows that all ran the same number of tokens; else a
+        list of 1-D tensors.
     """
     rows, as_tensor = _rows_of(prompt)
-    if max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
-    sample_next(torch.zeros(1, 2), temperature, top_p)                          # validate before any work
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
+    if max_time is not None and not (isinstance(max_time, (int, float)) and 0 < max_time < float("inf")):
+        raise ValueError(f"max_time must be a finite number of seconds > 0, got {max_time}")
+    check_sampling(temperature, top_p, top_k)                                   # validate before any work
+    rng = _Rng(generator)
+    if rng.rows is not None and len(rng.rows) != len(rows):
+        raise ValueError(f"{len(rng.rows)} generators for {len(rows)} prompt rows")
     dev = next(model.parameters()).device
     batch = _Batch(rows, max_new_tokens, dev, model.cfg.context, keep=keep)
-
-    def pick(logits: torch.Tensor) -> torch.Tensor:
-        nxt = sample_next(logits, temperature, top_p, generator)
-        if on_token is not None:
-            on_token(nxt)
-        return nxt
-
     if max_new_tokens == 0:
         return batch.result(as_tensor)
+    sample = lambda logits, g: sample_next(logits, temperature, top_p, g, top_k)  # noqa: E731
+    ctl = _Control(batch, max_new_tokens, rng, sample, on_token, max_time)
     was_training = model.training
     model.eval()
     try:
         if is_energy_model(model):
-            think, landscapes = _ebt_thinker(model, generator, policy)
+            think, landscapes = _ebt_thinker(model, rng, policy)
             if cached:
-                _ebt_cached(model, batch, max_new_tokens, think, landscapes, pick)
+                _ebt_cached(model, batch, think, landscapes, ctl)
             else:
-                _ebt_full(model, batch, max_new_tokens, think, pick)
+                _ebt_full(model, batch, think, ctl)
         else:
             if any(v != _POLICY_DEFAULTS.get(k, object()) for k, v in policy.items()):
                 raise ValueError("thinking options (steps, samples, ...) apply to EBT models only")
-            _tpp(model, batch, max_new_tokens, cached, pick)
+            _tpp(model, batch, cached, ctl)
     finally:
         model.train(was_training)
     return batch.result(as_tensor)

@@ -21,6 +21,8 @@ import base64
 import html
 import json
 import math
+import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -414,25 +416,43 @@ def runs_report(paths: list[Path], *, passage: str = PASSAGE, steps: int | None 
     return _page(title, subtitle, sections)
 
 
+def report_target(paths: list[str | Path], out: str | Path | None = None) -> Path:
+    """Where the report of ``paths`` goes: ``out`` as given (an existing folder gets ``report.html`` inside it);
+    by default ``PATH/report.html`` for one sweep or run and ``./report.html`` for several runs."""
+    paths = [Path(p) for p in paths]
+    if out is not None:
+        out = Path(out)
+        return out / "report.html" if out.is_dir() else out
+    return paths[0] / "report.html" if len(paths) == 1 else Path("report.html")
+
+
 def make_report(paths: list[str | Path], out: str | Path | None = None, **kw) -> Path:
-    """Write the report of one sweep, one run or several runs; returns the HTML path."""
+    """Write the report of one sweep, one run or several runs; returns the HTML path (:func:`report_target`).
+    The target is checked before anything is computed and written atomically: a failure leaves no file."""
     paths = [Path(p) for p in paths]
     for p in paths:
         if not p.exists():
             raise ValueError(f"{p} does not exist")
-    if len(paths) == 1 and (paths[0] / INDEX).exists():
+    sweep = len(paths) == 1 and (paths[0] / INDEX).exists()
+    if not sweep and any((p / INDEX).exists() for p in paths):
+        raise ValueError("give one sweep directory, or one or more run directories")
+    target = report_target(paths, out)
+    if target.is_dir() or not target.parent.is_dir():
+        raise ValueError(f"cannot write the report to {target}: "
+                         f"{'it is a folder' if target.is_dir() else f'folder {target.parent} does not exist'}")
+    if sweep:
         text = sweep_report(paths[0], **kw)
-        default = paths[0] / "report.html"
     else:
-        if any((p / INDEX).exists() for p in paths):
-            raise ValueError("give one sweep directory, or one or more run directories")
         kw.pop("metric", None)
         kw.pop("resamples", None)
         text = runs_report(paths, **kw)
-        default = paths[0] / "report.html" if len(paths) == 1 else Path("report.html")
-    out = Path(out) if out else default
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(out)
-    return out
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
