@@ -216,3 +216,34 @@ def test_observed_stream_needs_only_first_order():
     torch.testing.assert_close(l0, l1, rtol=1e-5, atol=1e-6)
     for a, b in zip(g0, g1):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_bf16_run_keeps_fp32_checkpoints_and_the_best_one(tmp_path):
+    """A bf16-autocast run (CPU) saves fp32 weights, keeps RUN/best/ at the best validation perplexity, and its
+    checkpoint loads and evaluates in either precision."""
+    import json
+
+    from ebtkit import load
+    from ebtkit.cli import main
+    from ebtkit.core.checkpoint import read_state
+    from ebtkit.eval.metrics import perplexity
+    from safetensors.torch import load_file
+
+    out = tmp_path / "run"
+    rc = main(["train", "--preset", "tiny", "--steps", "12", "--precision", "bf16", "--keep-best", "--out", str(out),
+               "--no-progress", "--no-eval", "--set", "train.eval_every=4", "--set", "train.eval_batches=1"])
+    assert rc == 0
+    weights = load_file(str(out / "checkpoint" / "model.safetensors"))
+    assert all(v.dtype == torch.float32 for v in weights.values() if v.is_floating_point())
+    vals = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    vals = [r for r in vals if r.get("split") == "val"]
+    assert len(vals) == 3
+    best = min(vals, key=lambda r: r["val_ppl"])
+    assert read_state(out / "best")["step"] == best["step"]
+    assert json.loads((out / "checkpoint" / "config.json").read_text())["config"]["train"]["precision"] == "bf16"
+    b = load(out / "best")
+    data = torch.randint(0, 256, (200,), generator=torch.Generator().manual_seed(0))
+    p32 = perplexity(b.model, data, 32, max_windows=4)["ppl"]
+    with autocast(torch.device("cpu"), "bf16"):
+        p16 = perplexity(b.model, data, 32, max_windows=4)["ppl"]
+    assert abs(p16 - p32) / p32 < 0.03

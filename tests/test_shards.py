@@ -307,3 +307,20 @@ def test_resume_from_shards_is_exact(corpus, tmp_path, monkeypatch):
     monkeypatch.setattr(TextTask, "loss", real)
     train(None, tmp_path / "part", resume=True)
     _assert_same_run(tmp_path / "full", tmp_path / "part")
+
+
+def test_a_run_refuses_its_corpus_replaced_by_another(corpus, tmp_path, capsys):
+    """A run records its prepared corpus by the manifest's fingerprint (the manifest holds every shard's sha256):
+    `ebt eval` of the run after the folder was re-prepared from other text is one line naming the stored path."""
+    d = _copy(corpus, "byte", tmp_path)
+    run = tmp_path / "run"
+    rc, _, err = _run_cli(["train", "--data", str(d), "--preset", "tiny", "--steps", "2", "--out", str(run),
+                           "--no-progress", "--no-eval"], capsys)
+    assert rc == 0, err
+    cfg = json.loads((run / "checkpoint" / "config.json").read_text())["config"]["data"]
+    assert cfg["path"] == str(d.resolve()) and len(cfg["path_sha256"]) == 64
+    shutil.rmtree(d)
+    (tmp_path / "b.txt").write_text(_text(600, seed=4), encoding="utf-8")
+    prepare_shards([tmp_path / "b.txt"], d, shard_tokens=3000, progress=False)
+    rc, _, err = _run_cli(["eval", str(run), "--max-windows", "2"], capsys)
+    assert rc == 2 and err.count("\n") == 1 and "changed since the run recorded it" in err and str(d.resolve()) in err, err

@@ -23,7 +23,8 @@ from typing import Callable
 
 import torch
 
-from .shards import ShardTokens, check_tokenizer, open_shards
+from ..core.rng import host_generator
+from .shards import MANIFEST, ShardTokens, check_tokenizer, open_shards
 from .fingerprint import check as check_recorded
 from .tokenizers import build_tokenizer
 
@@ -145,6 +146,7 @@ def prepared_text_data(cfg, context: int, tokenizer=None) -> TextData:
     elif cfg.tokenizer != tok.kind and cfg.tokenizer != "byte":
         raise DataError(f"{cfg.path} was prepared with the {tok.kind} tokenizer, not {cfg.tokenizer} (--tokenizer, "
                         f"data.tokenizer); drop --tokenizer or prepare the corpus with --tokenizer {cfg.tokenizer}")
+    check_recorded(cfg, files=lambda p: [p / MANIFEST], what="prepared corpus")   # a run's corpus, replaced since?
     source = shards.describe()
     for name, t in (("training", shards.train), ("validation", shards.val)):
         if len(t) < context + 2:
@@ -165,7 +167,7 @@ def get_batch(data: torch.Tensor | ShardTokens, batch_size: int, length: int,
     tensor or memory-mapped shards (only the windows' tokens are read)."""
     if len(data) < length:
         raise DataError(f"need at least {length} tokens, have {len(data)}")
-    ix = torch.randint(0, len(data) - length + 1, (batch_size,), generator=generator)
+    ix = torch.randint(0, len(data) - length + 1, (batch_size,), generator=host_generator(generator))  # host indices
     return torch.stack([data[i:i + length] for i in ix.tolist()])
 
 

@@ -23,6 +23,7 @@ from ..core.models import build_model
 from ..core.recipe import ThinkingSpec, landscape_schedule
 from ..core.replay import ReplayBuffer, extend_with_replay
 from ..core.thinking import is_energy_model
+from ..data.shards import MANIFEST
 from ..data.text import get_batch, prepare_text_data
 from ..data.tokenizers import tokenizer_from_dir
 from ..eval.metrics import perplexity
@@ -125,7 +126,8 @@ class TextTask(Task):
         self.data = prepare_text_data(self.cfg.data, self.cfg.model.context, tok)
         # a prepared corpus (ebt prepare) also decides the tokenizer keys (data.decided)
         self.cfg = self.cfg.replace(**{"model.vocab_size": self.data.tokenizer.vocab_size, **self.data.decided})
-        self.record_data()
+        # a prepared corpus is fingerprinted by its manifest (which holds every shard's sha256, checked at load)
+        self.record_data(files=lambda p: [p / MANIFEST])
         self.setup_replay()
         return self.cfg
 
