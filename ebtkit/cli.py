@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 
+from .core import dist
 from .core.checkpoint import CheckpointError, NonFiniteError
 from .training.rundir import RunError
 
@@ -51,6 +52,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)     # recorded by `ebt train` in the run
+    return execute(args)
+
+
+def execute(args: argparse.Namespace) -> int:
+    """Run a parsed command with the error contract: one ``ebt: error:`` line and status 2 (a rank started by
+    ``ebt train --nproc-per-node`` hands the line to its launcher instead, :func:`ebtkit.core.dist.fail`); a
+    failing process leaves its process group first, so its peers do not hang in a collective."""
     previous = signal.signal(signal.SIGTERM, _terminate) if threading.current_thread() is threading.main_thread() \
         else None
     try:
@@ -63,8 +71,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except Exception as e:  # noqa: BLE001 — every failure becomes one line unless --debug
         if getattr(args, "debug", False):
+            dist.teardown()
             raise
-        print(f"ebt: error: {one_line(e)}", file=sys.stderr)
+        if not dist.fail(one_line(e)):
+            print(f"ebt: error: {one_line(e)}", file=sys.stderr)
         return 2
     finally:
         if previous is not None:

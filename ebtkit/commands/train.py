@@ -26,6 +26,7 @@ from ..tasks import TASKS, Task, get_task
 from ..tasks.hub import record_command
 from ..training import fit
 from .eval import evaluate_text_run
+from .launch import launch
 
 # flags that only some tasks take (argparse dest → the tasks' own flag tables decide)
 TASK_FLAGS = ("model", "steps", "batch_size", "lr", "alpha", "context", "seed", "tokenizer", "data", "dataset",
@@ -61,6 +62,10 @@ def add_parser(sub):
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="dotted config override, e.g. --set thinking.steps=3 (repeatable; typed by the field)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--nproc-per-node", type=int, default=None, metavar="N",
+                   help="train in N processes on this machine (torch.distributed's launcher; the run is checked "
+                        "before any starts; each draws its own batches of --batch-size, so the global batch is N × "
+                        "batch size; with --device cuda each binds cuda:LOCAL_RANK)")
     p.add_argument("--no-eval", action="store_true", help="skip the evaluation after training (text)")
     g = p.add_argument_group("image denoising (--task denoise) and sequences (--task sequence)")
     g.add_argument("--dataset", default=None, choices=["auto", "fashion-mnist", "mini"],
@@ -170,10 +175,14 @@ def run(args) -> int:
                 absolute_path(changes["data.path"]) == absolute_path(saved_path):
             changes["data.path"] = saved_path      # the same file, typed relative to here: not a change
         out = Path(args.resume)
+        if getattr(args, "nproc_per_node", None) is not None:      # N ranks run this command (rank 0 reports)
+            return launch(args, task, None, out, resume=True, changes=changes)
         res = fit(task, None, out, resume=True, changes=changes, progress=progress)
     else:
         task, cfg = resolve(args)
         out = Path(args.out) if args.out else default_run_dir(task, cfg)
+        if getattr(args, "nproc_per_node", None) is not None:
+            return launch(args, task, cfg, out)
         res = fit(task, cfg, out, progress=progress)
     if not dist.is_main():                 # under torchrun, rank 0 reports and evaluates
         return 0

@@ -79,11 +79,12 @@ def average_gradients(params: torch.nn.Module | Iterable[torch.Tensor], bucket_b
     parameter that requires a gradient.
 
     Bucketed: each bucket of :func:`gradient_buckets` is flattened into one tensor (``torch.cat``), summed with
-    one asynchronous ``all_reduce``, divided by the world size and copied back — element for element the same
-    additions and division as one ``all_reduce`` per parameter, so with 2 ranks (a sum of two numbers does not
-    depend on its order) the result is bit-identical to the per-parameter loop and to one process on the
-    concatenated batch up to the batch mean's own rounding (``tests/test_dist.py``); with more ranks it is equal
-    up to the order in which the backend adds the ranks' values.
+    one asynchronous ``all_reduce`` (all buckets in flight at once: one flat copy of the gradients while they
+    are reduced), divided by the world size and copied back — element for element the same additions and
+    division as one ``all_reduce`` per parameter. With 2 ranks (a sum of two numbers does not depend on its
+    order) the result is bit-identical to the per-parameter loop; with more, equal up to the order in which the
+    backend adds the ranks' values. It equals one process's gradient on the concatenated batch up to that mean's
+    own rounding (``tests/test_dist.py``).
 
     A parameter whose ``.grad`` is ``None`` on this rank (the loss did not reach it) counts as a zero gradient, so
     the bucket layout is the same on every rank. Each bucket also carries one presence count per parameter
