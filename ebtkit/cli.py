@@ -21,7 +21,7 @@ from .training.rundir import RunError
 # and is reported as an internal error with its type
 EXPECTED = (ValueError, CheckpointError, NonFiniteError, RunError, OSError)
 
-COMMANDS = ("train", "eval", "generate", "think", "bench", "presets", "sweep", "report", "prepare", "push")
+COMMANDS = ("train", "eval", "generate", "think", "bench", "presets", "sweep", "report", "prepare", "data", "push")
 
 
 class Parser(argparse.ArgumentParser):

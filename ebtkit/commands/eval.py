@@ -49,6 +49,7 @@ from ..eval.text_table import merge_study, policy_rows, split_info, study_rows
 from ..eval.thinking_study import BON_SAMPLES, THINK_STEPS, evaluate_thinking
 from ..tasks import Bundle, load
 from . import checks, parse_int_list, write_json_atomic
+from .downstream import run_tasks
 from .output import staged_outputs
 
 
@@ -93,6 +94,14 @@ def add_parser(sub):
     g.add_argument("--tol", type=checks.nonneg_float, default=None, help="EBT: stop an image once its energy changes by less")
     g.add_argument("--sigma", type=checks.nonneg_float, default=0.0, help="EBT: Langevin noise σ at inference (0 = none)")
     g.add_argument("--alpha", type=checks.step_size, default=None, help="EBT: step size α override")
+    g = p.add_argument_group("downstream tasks (text runs; ebtkit/commands/downstream.py)")
+    g.add_argument("--tasks", default=None, metavar="NAME[,NAME...]", help="BIG-bench tasks (dyck_languages, "
+                   "elementary_math_qa/question_only; 'ebt data bigbench' first) or .jsonl files: perplexity and "
+                   "multiple-choice accuracy, with --baseline TPP_RUN beside the run; writes eval_tasks.json")
+    g.add_argument("--task-examples", type=int, default=None, metavar="N", help="the first N examples of each task")
+    g.add_argument("--task-steps", default=None, help="EBT thinking-step counts (default: trained and 4× that)")
+    g.add_argument("--task-bon", type=int, default=4, help="best-of-N rows with N candidates (default 4; 1: none; "
+                   "only for a random start)")
     return p
 
 
@@ -400,6 +409,8 @@ def _sequence(args) -> int:
 
 
 def run(args) -> int:
+    if args.tasks is not None:
+        return run_tasks(args)
     meta = ckpt.read_config(args.run)
     if meta["task"] == "denoise":
         return _denoise(args)
