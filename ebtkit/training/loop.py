@@ -69,7 +69,8 @@ def resume_config(saved: Config, changes: dict[str, Any] | None, run: Path) -> C
             continue
         if key not in RESUMABLE:
             raise RunError(f"--resume continues {run} with its saved config, where {key} = {current!r}, not "
-                           f"{value!r}; only train.steps and the logging cadence may change on resume")
+                           f"{value!r}; only train.steps, the logging cadence, train.precision, train.keep_best, "
+                           "train.zero and train.checkpoint_blocks may change on resume")
         updates = {key: value}
         if key == "train.steps" and saved.train.schedule_steps is None:
             updates["train.schedule_steps"] = saved.train.steps
