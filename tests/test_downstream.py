@@ -152,6 +152,14 @@ def test_jsonl_tasks_both_forms_and_one_line_errors(tmp_path):
         f.write_text('{"input": "fine", "target": "x"}\n' + line + "\n")
         with pytest.raises(DataError, match=f"t{k}.jsonl:2: .*" + msg.replace("(", r"\(").replace(")", r"\)")):
             bb.load_task(str(f))
+    own = tmp_path / "mine" / "task.json"                  # a task of one's own in BIG-bench's format
+    own.parent.mkdir()
+    own.write_text(json.dumps({"examples": [{"input": "x", "target_scores": {"a": 0, "b": 1}}]}))
+    t = bb.load_task(str(own))
+    assert t.name == "mine" and t.examples == [Example("Q: x\n  choice: a\n  choice: b\nA:", "b", ("a", "b"), (1,))]
+    own.write_text('{"examples": [\n{"input": "x"}]}')
+    with pytest.raises(DataError, match="mine/task.json:2: an example needs"):
+        bb.load_task(str(own))
     (tmp_path / "empty.jsonl").write_text("\n\n")
     with pytest.raises(DataError, match="no examples"):
         bb.load_task(str(tmp_path / "empty.jsonl"))
@@ -297,8 +305,9 @@ def test_eval_tasks_end_to_end(runs, cache, capsys):
     args = ["eval", str(run), "--tasks", f"tiny_choice,{FIX / 'good.jsonl'}", "--baseline", str(runs / "tpp"),
             "--task-examples", "2", "--task-steps", "1,3", "--task-bon", "2"]
     assert main(args) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert "tiny_choice" in out and "good" in out and "Transformer++" in out and "EBT, 3 steps, BoN-2" in out
+    assert "good: EBT, 3 steps, BoN-2: ppl" in err.splitlines()[-1]          # progress on stderr
     res = json.loads(out_file.read_text())
     assert [t["task"] for t in res["tasks"]] == ["tiny_choice", "good"] and res["task_examples"] == 2
     rows = res["tasks"][0]["rows"]
@@ -377,3 +386,11 @@ def test_data_bigbench_moves_the_download_in_and_indexes_it(tmp_path, monkeypatc
     monkeypatch.setattr(bb, "pip_download", lambda dest: pytest.fail("downloaded again"))
     assert main(["data", "bigbench"]) == 0
     assert "already downloaded" in capsys.readouterr().out
+
+
+def test_table_columns_stay_apart_for_large_perplexities():
+    row = {"model": "EBT", "policy": "3 steps", "policy_kwargs": {}, "ppl": 1385.259, "answer_ppl": 192131.225,
+           "nfe_per_token": 3.0, "mc_acc": 0.25}
+    line = ds.format_table([{"task": "t", "examples": 2, "chance": None, "rows": [row]}]).splitlines()[2]
+    assert line.split()[-6:] == ["steps", "1385.3", "192131.2", "0.250", "-", "3.0"]
+    assert ds._num(float("inf")) == "inf" and ds._num(2.5e7) == "2.5e+07" and ds._num(12.3456) == "12.346"

@@ -4,11 +4,12 @@ Not a subcommand: ``ebt eval`` dispatches here when ``--tasks`` is given. For th
 inference policy, or a Transformer++) and an optional ``--baseline`` Transformer++ run, on every task: the
 teacher-forced perplexity (all tokens and answer only) and multiple-choice accuracy by likelihood and, for
 EBTs, by energy (:mod:`ebtkit.eval.downstream`). One table on stdout (``--json``: the JSON instead) and
-``RUN/eval_tasks.json`` (written to a temporary name and renamed).
+``RUN/eval_tasks.json`` (written to a temporary name and renamed); a progress line per task and row on stderr.
 """
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -60,6 +61,10 @@ def scorers_for(bundle, label: str, steps: list[int] | None, bon: int) -> list[S
     return [Scorer(label, model, p, name, verifier=i == 0) for i, (name, p) in enumerate(pols)]
 
 
+def _progress(t0: float):
+    return lambda line: print(f"[{time.perf_counter() - t0:6.0f} s] {line.strip()}", file=sys.stderr, flush=True)
+
+
 def run_tasks(args) -> int:
     names, limit, steps, bon = _options(args)
     tasks = [load_task(n) for n in names]               # every task file is read (and checked) first
@@ -84,7 +89,7 @@ def run_tasks(args) -> int:
         if limit is not None:
             t.examples = t.examples[:limit]
         results.append(evaluate_task(scorers, t, main.tokenizer, context, batch_size=args.batch_size,
-                                     seed=args.seed))
+                                     seed=args.seed, log=_progress(t0)))
     seconds = time.perf_counter() - t0
     out = {"run": str(run), "baseline": str(args.baseline) if args.baseline else None, "context": context,
            "seed": args.seed, "batch_size": args.batch_size, "task_examples": limit, "best_of_n": bon,

@@ -16,7 +16,8 @@ files. ``ebt data bigbench`` pre-extracts the paper's two tasks (:data:`PAPER_TA
 
 **Task names.** ``dyck_languages``; a subtask is ``parent/sub`` (``elementary_math_qa/question_only``); a
 parent whose own ``task.json`` has no examples (``elementary_math_qa``) means all its subtasks, in name order.
-A path ending in ``.jsonl`` (or an existing file) is a user's task file instead.
+A path ending in ``.json`` is a task file of one's own in BIG-bench's format; one ending in ``.jsonl`` (or any
+other existing file) is a user's JSONL task file (below).
 
 **Examples.** A BIG-bench example has an ``input`` and a ``target`` (a string or a list of strings: the first
 is the reference) and/or ``target_scores`` (choice → score; multiple choice). The right choices are those
@@ -406,11 +407,28 @@ def _read_extracted(cache: Path, name: str, index: dict) -> tuple[dict, list[Exa
     return parse_task_json(text, f"{index['sdist']}:{index['tasks'][name]}")
 
 
+def read_task_json(path: str | Path) -> TaskData:
+    """A task file of one's own in BIG-bench's ``task.json`` format (examples with targets or target_scores)."""
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"task file not found: {p}")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{p}: not valid UTF-8 ({e.reason} at byte {e.start})") from None
+    _, examples = parse_task_json(text, str(p))
+    if not examples:
+        raise DataError(f"{p}:1: no 'examples'")
+    return TaskData(p.parent.name if p.name == "task.json" else p.stem, str(p), examples)
+
+
 def load_task(name: str, cache: Path | None = None) -> TaskData:
-    """A BIG-bench task name, or a path to a user's ``.jsonl`` task file."""
+    """A BIG-bench task name, or a path to a user's ``.jsonl`` file or BIG-bench-format ``.json`` file."""
     name = name.strip()
     if not name:
         raise DataError("empty task name")
+    if name.endswith(".json"):
+        return read_task_json(name)
     if name.endswith(".jsonl") or Path(name).is_file():
         return read_jsonl(name)
     return load_bigbench_task(name, cache)
@@ -471,4 +489,4 @@ def fetch_sdist(cache: Path | None = None, download=None, log=print) -> Path:
 
 
 __all__ = ["Example", "TaskData", "cache_dir", "sdist_path", "list_tasks", "load_task", "load_bigbench_task",
-           "read_jsonl", "parse_task_json", "fetch_sdist", "build_index", "PAPER_TASKS", "PIP_SPEC", "SDIST"]
+           "read_jsonl", "read_task_json", "parse_task_json", "fetch_sdist", "build_index", "PAPER_TASKS", "PIP_SPEC", "SDIST"]

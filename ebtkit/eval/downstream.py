@@ -317,7 +317,8 @@ def evaluate_task(scorers: list[Scorer], task, tokenizer, context: int, *, batch
         rows.append({"model": s.model_label, "policy": s.policy_label,
                      "policy_kwargs": s.policy.kwargs() if s.policy is not None else None, **m})
         if log is not None:
-            log(f"  {task.name}: {s.label}: ppl {m['ppl']:.3f}")
+            acc = f", acc {m['mc_acc']:.3f}" if "mc_acc" in m else ""
+            log(f"{task.name}: {s.label}: ppl {_num(m['ppl'])}{acc}")
     return {"task": task.name, "source": task.source, "examples": len(task.examples),
             "mc_examples": task.multiple_choice, "chance": chance(task.examples), "rows": rows}
 
@@ -325,7 +326,7 @@ def evaluate_task(scorers: list[Scorer], task, tokenizer, context: int, *, batch
 def format_table(tasks: list[dict]) -> str:
     """One table: task, examples, model/policy, perplexity (all tokens, answer only), MC accuracy by NLL and
     by energy, NFEs per token."""
-    head = (f"{'task':<34}{'examples':>9}  {'model / policy':<30}{'ppl':>9}{'ans ppl':>10}{'acc':>7}"
+    head = (f"{'task':<34}{'examples':>9}  {'model / policy':<30}{'ppl':>10}{'ans ppl':>10}{'acc':>7}"
             f"{'acc(E)':>8}{'NFE/tok':>9}")
     lines = [head, "-" * len(head)]
     for t in tasks:
@@ -335,15 +336,18 @@ def format_table(tasks: list[dict]) -> str:
             label = r["model"] if r["policy_kwargs"] is None else f"{r['model']}, {r['policy']}"
             acc = f"{r['mc_acc']:.3f}" if "mc_acc" in r else "-"
             acce = f"{r['mc_acc_energy']:.3f}" if "mc_acc_energy" in r else "-"
-            lines.append(f"{name[:33]:<34}{n:>9}  {label[:29]:<30}{_num(r['ppl']):>9}{_num(r['answer_ppl']):>10}"
+            lines.append(f"{name[:33]:<34}{n:>9}  {label[:29]:<30}{_num(r['ppl']):>10}{_num(r['answer_ppl']):>10}"
                          f"{acc:>7}{acce:>8}{r['nfe_per_token']:>9.1f}")
         if t.get("chance") is not None:
-            lines.append(f"{'':<34}{'':>9}  {'(chance)':<30}{'':>9}{'':>10}{t['chance']:>7.3f}")
+            lines.append(f"{'':<34}{'':>9}  {'(chance)':<30}{'':>10}{'':>10}{t['chance']:>7.3f}")
     return "\n".join(lines)
 
 
 def _num(v: float) -> str:
-    return f"{v:.3f}" if math.isfinite(v) and v < 1e6 else f"{v:.3g}"
+    """At most 9 characters: 3 decimals below 1000, 1 below 10⁶, else 3 significant digits."""
+    if not math.isfinite(v) or v >= 1e6:
+        return f"{v:.3g}"
+    return f"{v:.3f}" if v < 1000 else f"{v:.1f}"
 
 
 __all__ = ["Scorer", "default_policies", "random_start", "evaluate_examples", "evaluate_task", "format_table",
