@@ -31,9 +31,22 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"ebt: error: {message} (see '{self.prog} --help')\n")
 
 
+def version() -> str:
+    """The installed distribution's version (``importlib.metadata``), else ``ebtkit.__version__`` (a source tree
+    that is not installed)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+    try:
+        return installed("ebtkit")
+    except PackageNotFoundError:
+        from .core import __version__
+        return __version__
+
+
 def build_parser() -> Parser:
     p = Parser(prog="ebt", description="Energy-Based Transformers: train, evaluate, think, generate, benchmark.")
     p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    p.add_argument("--version", action="version", version=f"ebt {version()}", help="print 'ebt VERSION' and exit")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
     for name in COMMANDS:

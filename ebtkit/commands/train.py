@@ -21,11 +21,13 @@ except ModuleNotFoundError:      # Python 3.10
 from ..core import checkpoint as ckpt
 from ..core import dist
 from ..core.config import Config, flatten
+from ..core.estimate import check_fits
 from ..data.fingerprint import absolute_path
 from ..tasks import TASKS, Task, get_task
 from ..tasks.hub import record_command
 from ..training import fit
 from .eval import evaluate_text_run
+from .presets import expected_shapes
 from .launch import launch
 
 # flags that only some tasks take (argparse dest → the tasks' own flag tables decide)
@@ -180,6 +182,9 @@ def run(args) -> int:
         res = fit(task, None, out, resume=True, changes=changes, progress=progress)
     else:
         task, cfg = resolve(args)
+        # sizes before anything is built or loaded: a run that cannot fit the device is refused in one line
+        check_fits(expected_shapes(task.name, cfg), task.name, getattr(args, "device", "auto"),
+                   processes=getattr(args, "nproc_per_node", None))
         out = Path(args.out) if args.out else default_run_dir(task, cfg)
         if getattr(args, "nproc_per_node", None) is not None:
             return launch(args, task, cfg, out)
