@@ -15,11 +15,16 @@ import threading
 
 from .core import dist
 from .core.checkpoint import CheckpointError, NonFiniteError
+from .core.device import DEVICE_HELP, resolve_device
+from .tasks import using_device
 from .training.rundir import RunError
 
 # exceptions whose message is written for the user (one line naming the file or key); anything else is a bug
 # and is reported as an internal error with its type
 EXPECTED = (ValueError, CheckpointError, NonFiniteError, RunError, OSError)
+
+# commands that run a model: each takes --device (train has its own, passed to fit)
+DEVICE_COMMANDS = ("train", "eval", "generate", "think", "bench")
 
 COMMANDS = ("train", "eval", "generate", "think", "bench", "presets", "sweep", "report", "prepare", "data", "push")
 
@@ -54,6 +59,8 @@ def build_parser() -> Parser:
         sp = mod.add_parser(sub)
         sp.set_defaults(_run=mod.run)
         sp.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks")
+        if name in DEVICE_COMMANDS and not any("--device" in a.option_strings for a in sp._actions):
+            sp.add_argument("--device", default="auto", help=f"where the model runs: {DEVICE_HELP}")
     return p
 
 
@@ -75,6 +82,9 @@ def execute(args: argparse.Namespace) -> int:
     previous = signal.signal(signal.SIGTERM, _terminate) if threading.current_thread() is threading.main_thread() \
         else None
     try:
+        if getattr(args, "command", None) in DEVICE_COMMANDS and args.command != "train":
+            with using_device(resolve_device(args.device)):     # a device that is not there fails here
+                return int(args._run(args) or 0)
         return int(args._run(args) or 0)
     except KeyboardInterrupt:
         print("ebt: interrupted", file=sys.stderr)

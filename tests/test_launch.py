@@ -10,6 +10,7 @@ import signal
 from types import SimpleNamespace
 
 import pytest
+import torch
 
 from ebtkit.cli import main
 from ebtkit.commands.launch import failure_line
@@ -53,7 +54,7 @@ def _one_error_line(capsys) -> str:
 
 def test_bad_runs_are_refused_before_any_rank_starts(tmp_path, monkeypatch, capsys, no_ranks):
     """Bad input to ``--nproc-per-node`` — a missing data file (found only when the data is loaded), a bad
-    value, an occupied run directory, a bad process count, torchrun around it, and
+    value, an occupied run directory, a bad process count, a device this machine lacks, torchrun around it, and
     for a resumed run a changed key or no steps left — is one line, status 2, no rank started, nothing written."""
     from tests.helpers import train
     from ebtkit.tasks.sequence import preset
@@ -73,6 +74,8 @@ def test_bad_runs_are_refused_before_any_rank_starts(tmp_path, monkeypatch, caps
              ([*TINY, "--nproc-per-node", "0"], "--nproc-per-node must be >= 1"),
              (["--resume", str(done), "--lr", "0.5", "--no-progress"], "train.lr"),
              (["--resume", str(done), "--no-progress"], "already at step 2")]
+    if not torch.cuda.is_available():
+        cases.append(([*TINY, "--device", "cuda"], "no CUDA device"))
     for extra, expected in cases:
         out = [] if "--resume" in extra or "--out" in extra else ["--out", str(new)]
         assert main(["train", "--nproc-per-node", "2", *out, *extra]) == 2, extra

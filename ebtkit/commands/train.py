@@ -23,6 +23,7 @@ from ..core import dist
 from ..core.config import Config, flatten
 from ..core.estimate import check_fits
 from ..data.fingerprint import absolute_path
+from ..core.device import DEVICE_HELP, PRECISIONS
 from ..tasks import TASKS, Task, get_task
 from ..tasks.hub import record_command
 from ..training import fit
@@ -63,6 +64,12 @@ def add_parser(sub):
     p.add_argument("--resume", default=None, metavar="RUN", help="continue the run in RUN with its saved config")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="dotted config override, e.g. --set thinking.steps=3 (repeatable; typed by the field)")
+    p.add_argument("--device", default="auto", help=f"where to train: {DEVICE_HELP}; under torchrun each rank "
+                   "binds cuda:LOCAL_RANK")
+    p.add_argument("--precision", default=None, choices=list(PRECISIONS), help="autocast precision (train.precision; "
+                   "default auto: bf16 on CUDA devices that support it, fp32 elsewhere); weights stay fp32")
+    p.add_argument("--keep-best", action="store_true", default=None, help="also keep RUN/best/, the checkpoint with "
+                   "the best validation metric so far (train.keep_best)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--nproc-per-node", type=int, default=None, metavar="N",
                    help="train in N processes on this machine (torch.distributed's launcher; the run is checked "
@@ -118,6 +125,10 @@ def flag_overrides(task: type[Task], args) -> dict[str, Any]:
         if dest not in task.flags:
             raise ValueError(f"--{dest.replace('_', '-')} does not apply to --task {task.name}")
         over[task.flags[dest]] = val
+    if getattr(args, "precision", None) is not None:
+        over["train.precision"] = args.precision
+    if getattr(args, "keep_best", None):
+        over["train.keep_best"] = True
     for item in args.set:
         key, eq, val = item.partition("=")
         if not eq or not key.strip():
@@ -179,7 +190,7 @@ def run(args) -> int:
         out = Path(args.resume)
         if getattr(args, "nproc_per_node", None) is not None:      # N ranks run this command (rank 0 reports)
             return launch(args, task, None, out, resume=True, changes=changes)
-        res = fit(task, None, out, resume=True, changes=changes, progress=progress)
+        res = fit(task, None, out, resume=True, changes=changes, progress=progress, device=args.device)
     else:
         task, cfg = resolve(args)
         # sizes before anything is built or loaded: a run that cannot fit the device is refused in one line
@@ -188,7 +199,7 @@ def run(args) -> int:
         out = Path(args.out) if args.out else default_run_dir(task, cfg)
         if getattr(args, "nproc_per_node", None) is not None:
             return launch(args, task, cfg, out)
-        res = fit(task, cfg, out, progress=progress)
+        res = fit(task, cfg, out, progress=progress, device=args.device)
     if not dist.is_main():                 # under torchrun, rank 0 reports and evaluates
         return 0
     record_command(out, getattr(args, "argv", None) or ["train"])   # the model card's training command

@@ -38,6 +38,7 @@ from ..core import checkpoint as ckpt
 from ..core import dist
 from ..core.checkpoint import NonFiniteError
 from ..core.device import autocast, resolve_device, resolve_precision
+from ..core.estimate import check_fits
 from ..core.config import Config, parse_value
 from ..tasks import Task, get_task
 from .optim import consolidated, lr_factor, make_optimizer, optimizer_step, step_generator
@@ -131,6 +132,7 @@ def fit(task: type[Task] | str, cfg: Config | None, out: str | os.PathLike, *, r
     precision = resolve_precision(cfg.train.precision, dev)
     run = task_cls(cfg)
     cfg = run.setup(ckpt_dir)
+    check_fits(cfg, task_cls.name, dev)        # a run that cannot fit the device is refused before the model exists
     t = cfg.train
     torch.manual_seed(t.seed)
     model = run.build_model(cfg).to(dev)       # built on the CPU from the seed: the same weights on every device
