@@ -17,6 +17,7 @@ are checked. Either way every point's ``estimate / measured`` is written to ``re
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import resource
@@ -136,6 +137,24 @@ def _rss() -> int:
     return int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+def _reset_peak() -> bool:
+    """Reset the kernel's peak-RSS mark (VmHWM) so the measured peak excludes what imports touched and freed
+    (a fresh environment's first imports peak higher); False where /proc/self/clear_refs is not writable."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak() -> int:
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def child(spec: dict) -> dict:
     import torch
 
@@ -176,6 +195,8 @@ def child(spec: dict) -> dict:
 
     weights = sum(p.numel() * p.element_size() for p in model.parameters())
     half = getattr(cfg.train, "precision", "fp32") in ("bf16", "fp16")
+    gc.collect()
+    hwm = _reset_peak()                         # the peak from here on, not an import's transient high-water mark
     r0 = _rss()
     t0 = time.perf_counter()
     for _ in range(2):
@@ -185,7 +206,7 @@ def child(spec: dict) -> dict:
         else:
             loss = loss_of()
         optimizer_step(model, loss, opt, params, cfg.train.grad_clip)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = _peak() if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     return {"measured": peak - r0 + weights, "seconds": time.perf_counter() - t0}
 
 
