@@ -248,15 +248,20 @@ def jsonl_example(obj, where: str) -> Example:
     return Example(q, ch[idx], tuple(ch), (idx,))
 
 
-def read_jsonl(path: str | Path) -> TaskData:
-    """A user's task file (format in the module docstring)."""
+def _read_task_file(path: str | Path) -> tuple[Path, str]:
+    """A user's task file as text: one-line errors for a missing file and for bytes that are not UTF-8."""
     p = Path(path)
     if not p.is_file():
         raise DataError(f"task file not found: {p}")
     try:
-        text = p.read_text(encoding="utf-8")
+        return p, p.read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
         raise DataError(f"{p}: not valid UTF-8 ({e.reason} at byte {e.start})") from None
+
+
+def read_jsonl(path: str | Path) -> TaskData:
+    """A user's task file (format in the module docstring)."""
+    p, text = _read_task_file(path)
     examples = []
     for n, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -409,13 +414,7 @@ def _read_extracted(cache: Path, name: str, index: dict) -> tuple[dict, list[Exa
 
 def read_task_json(path: str | Path) -> TaskData:
     """A task file of one's own in BIG-bench's ``task.json`` format (examples with targets or target_scores)."""
-    p = Path(path)
-    if not p.is_file():
-        raise DataError(f"task file not found: {p}")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise DataError(f"{p}: not valid UTF-8 ({e.reason} at byte {e.start})") from None
+    p, text = _read_task_file(path)
     _, examples = parse_task_json(text, str(p))
     if not examples:
         raise DataError(f"{p}:1: no 'examples'")
