@@ -315,6 +315,34 @@ def cmd_table(args):
                 f"{k}={v.rsplit('@', 1)[1]}" for k, v in sorted(r["calibrated"].items())) for r in rs))
 
 
+def cmd_budget_table(args):
+    """Rows = training budget; per split: T++ ppl, and per system the trained-steps ppl and the % gains of
+    thinking longer and best-of-N (mean ± half-range over seeds)."""
+    recs = [json.loads(Path(p).read_text()) for p in args.files]
+    by = defaultdict(list)
+    for r in recs:
+        by[(r["system"] or "tpp", r["train_steps"])].append(r)
+    budgets = sorted({k[1] for k in by})
+    systems = [s for s in ("s1", "s2") if any(k[0] == s for k in by)]
+    for split in ("val", "pydoc"):
+        head = f"| {split}: steps (tokens) | T++ |"
+        for s in systems:
+            head += f" {s.upper()} trained | {s.upper()} 4× Δ% | {s.upper()} BoN-8 Δ% | {s.upper()} ÷ T++ |"
+        print("\n" + head)
+        print("|" + "---|" * (2 + 4 * len(systems)))
+        for n in budgets:
+            tpp = [r["splits"][split]["trained"]["ppl"] for r in by.get(("tpp", n), [])]
+            row = f"| {n} ({n * 16 * 64 / 1e6:.2f} M) | {_mr(tpp)} |"
+            for s in systems:
+                rs = by.get((s, n), [])
+                tr = [r["splits"][split]["trained"]["ppl"] for r in rs]
+                g4 = [100 * (1 - r["splits"][split][f"{r['mult']}x"]["ppl"] / r["splits"][split]["trained"]["ppl"]) for r in rs]
+                gb = [100 * (1 - r["splits"][split][f"bon{r['bon']}"]["ppl"] / r["splits"][split]["trained"]["ppl"]) for r in rs]
+                ratio = [t / (sum(tpp) / len(tpp)) for t in tr] if tpp else []
+                row += f" {_mr(tr)} (n={len(rs)}) | {_mr(g4)} | {_mr(gb)} | {_mr(ratio)} |"
+            print(row)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -335,9 +363,12 @@ def main(argv=None):
             p.add_argument("--parts", default=",".join(PARTS), help="mechanisms to run (default all): " + ",".join(PARTS))
     p = sub.add_parser("table")
     p.add_argument("files", nargs="+")
+    p = sub.add_parser("budget-table")
+    p.add_argument("files", nargs="+")
     args = ap.parse_args(argv)
     torch.set_grad_enabled(True)
-    {"ppl": cmd_ppl, "budget": cmd_budget, "mechanisms": cmd_mechanisms, "table": cmd_table}[args.cmd](args)
+    {"ppl": cmd_ppl, "budget": cmd_budget, "mechanisms": cmd_mechanisms, "table": cmd_table,
+     "budget-table": cmd_budget_table}[args.cmd](args)
 
 
 if __name__ == "__main__":
