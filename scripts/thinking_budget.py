@@ -98,6 +98,20 @@ class Acc:
 
     def __init__(self):
         self.nll, self.tok, self.nfe = defaultdict(float), defaultdict(int), {}
+        self.ssum, self.scnt = defaultdict(float), defaultdict(int)
+
+    def stat(self, split, name, values: torch.Tensor):
+        """A diagnostic averaged over all its values (e.g. mean energy at a step)."""
+        v = values.double()
+        v = v[~v.isnan()]
+        self.ssum[split, name] += float(v.sum())
+        self.scnt[split, name] += v.numel()
+
+    def stats(self) -> dict:
+        out = defaultdict(dict)
+        for (s, n), c in self.scnt.items():
+            out[s][n] = self.ssum[s, n] / max(c, 1)
+        return dict(out)
 
     def add(self, split, name, nll: torch.Tensor, nfe: float):
         self.nll[split, name] += float(nll.double().sum())
@@ -173,17 +187,40 @@ def cmd_budget(args):
 PARTS = ("plain", "langevin", "annealed", "accept", "tol", "bon", "bon_sigma")
 
 
-def mechanisms_on_batch(m, x, y, K, mult, bon, sigma0, tol, g_seed, add, parts=PARTS):
+def _rank(x: torch.Tensor) -> torch.Tensor:
+    return x.argsort(0).argsort(0).double()
+
+
+def rank_corr_over_samples(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Spearman correlation over the sample dim (dim 0) at every position (ties broken by order)."""
+    ra, rb = _rank(a), _rank(b)
+    ra, rb = ra - ra.mean(0), rb - rb.mean(0)
+    return (ra * rb).sum(0) / ((ra.pow(2).sum(0) * rb.pow(2).sum(0)).sqrt().clamp_min(1e-12))
+
+
+def mechanisms_on_batch(m, x, y, K, mult, bon, sigma0, tol, g_seed, add, parts=PARTS, stat=lambda *a: None):
     """Every mechanism in ``parts`` on one batch; ``add(name, nll, nfe)``. Grid-valued ones are added under
     ``name@value``. ``plain`` (trained steps and thinking longer) is always run."""
     L = mult * K
     zinit = m.cfg.init == "zeros"
     lsm = lambda t: torch.log_softmax(t.float(), -1)  # noqa: E731
-    # A: plain thinking to L steps (snapshots at K and L)
-    a = px.sample_thoughts(m, x, steps=L, snapshots=(K, L), generator=g_seed())
+    # A: plain thinking to L steps (every step kept)
+    a = px.sample_thoughts(m, x, steps=L, snapshots=tuple(range(1, L + 1)), generator=g_seed())
     base, longer = lsm(a.logits[K][0]), lsm(a.logits[L][0])
     add("trained", px.nll(base, y), K)
     add(f"longer {L}", px.nll(longer, y), L)
+    stat("E step 0", a.energy0[0])
+    per_step = []
+    for k in range(1, L + 1):
+        nk = px.nll(lsm(a.logits[k][0]), y)
+        per_step.append(nk)
+        stat(f"E step {k}", a.energy[k][0])
+        stat(f"NLL step {k}", nk)
+        stat(f"H step {k}", px.entropy(lsm(a.logits[k][0])))
+    add(f"oracle step ≤{L}", torch.stack(per_step).min(0).values, L)
+    # does the energy fall while the prediction improves? per position, from the trained step to the last
+    stat("P(E_L < E_K)", (a.energy[L][0] < a.energy[K][0]).double())
+    stat("P(NLL_L < NLL_K)", (per_step[L - 1] < per_step[K - 1]).double())
     for t in GLOBAL_TEMPS:
         add(f"trained+T@{t}", px.nll(px.temperature(base, t), y), K)
         add(f"longer {L}+T@{t}", px.nll(px.temperature(longer, t), y), L)
@@ -219,6 +256,12 @@ def mechanisms_on_batch(m, x, y, K, mult, bon, sigma0, tol, g_seed, add, parts=P
             add(f"bon{bon}{tag} entropy@{lam}", px.nll(px.select(lg, e, rule="entropy", lam=lam)[0], y), nfe)
         mix = px.pool(lg, rule="mixture")
         add(f"bon{bon}{tag} mixture", px.nll(mix, y), nfe)
+        per = torch.stack([px.nll(lsm(lg[i]), y) for i in range(lg.shape[0])])        # N×B×S
+        add(f"bon{bon}{tag} oracle", per.min(0).values, nfe)
+        stat(f"bon{bon}{tag} rho(E, NLL) over samples", rank_corr_over_samples(e, per))
+        stat(f"bon{bon}{tag} rho(-H, NLL) over samples", rank_corr_over_samples(-px.entropy(lsm(lg)), per))
+        stat(f"bon{bon}{tag} rho(E, -H) over samples", rank_corr_over_samples(e, -px.entropy(lsm(lg))))
+        stat(f"bon{bon}{tag} NLL spread over samples", per.std(0))
         scale = float(e.std(0).median().clamp_min(1e-8))
         for t in SOFTMIN_TEMPS:
             add(f"bon{bon}{tag} softmin@{t}", px.nll(px.pool(lg, e, rule="softmin", temp=t * scale), y), nfe)
@@ -250,10 +293,11 @@ def cmd_mechanisms(args):
                 x, y = batch[:, :-1], batch[:, 1:]
                 mechanisms_on_batch(m, x, y, K, args.mult, args.bon, sigma0, tol,
                                     lambda: gen(args.seed, i),
-                                    lambda name, nll, nfe: acc.add(split, name, nll, nfe), parts)
+                                    lambda name, nll, nfe: acc.add(split, name, nll, nfe), parts,
+                                    lambda name, v: acc.stat(split, name, v))
             log(Path(run).name, split, f"trained {acc.ppl(split, 'trained'):.3f}", f"{time.time() - t0:.0f}s")
         rec = {**meta(b, run), "at_steps": K, "windows": args.windows, "calib_windows": args.calib_windows, "mult": args.mult,
-               "bon": args.bon, "sigma0": sigma0, "tol": tol, "parts": list(parts), "ood_files": ood, "splits": acc.table(),
+               "bon": args.bon, "sigma0": sigma0, "tol": tol, "parts": list(parts), "ood_files": ood, "splits": acc.table(), "stats": acc.stats(),
                "seconds": time.time() - t0}
         rec["calibrated"] = calibrate(rec["splits"])
         write(Path(args.out), run, "mechanisms", rec)
