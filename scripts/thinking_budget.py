@@ -140,10 +140,14 @@ def gen(seed: int, i: int) -> torch.Generator:
 
 # ------------------------------------------------------------------------------------------ ppl
 def cmd_ppl(args):
+    ood = dict(kv.split("=", 1) for kv in args.ood)
     for run in args.runs:
         b, data = load_run(run)
         acc = Acc()
-        for split, w in split_windows(b, data, args.windows, {}).items():
+        splits = split_windows(b, data, args.windows, ood)
+        if args.temps:
+            splits = {"calib": calib_windows(b, data, args.calib_windows), **splits}
+        for split, w in splits.items():
             for i, batch in batches(w, args.batch_size):
                 x, y = batch[:, :-1], batch[:, 1:]
                 if is_energy_model(b.model):
@@ -151,10 +155,17 @@ def cmd_ppl(args):
                 else:
                     with torch.no_grad():
                         lg = b.model(x)
-                acc.add(split, "trained", px.nll(torch.log_softmax(lg.float(), -1), y), b.eval_steps or 0)
+                lp = torch.log_softmax(lg.float(), -1)
+                nfe = b.eval_steps if is_energy_model(b.model) else 0
+                acc.add(split, "trained", px.nll(lp, y), nfe)
+                for t in GLOBAL_TEMPS if args.temps else ():
+                    acc.add(split, f"trained+T@{t}", px.nll(px.temperature(lp, t), y), nfe)
         rec = {**meta(b, run), "windows": args.windows, "splits": acc.table()}
+        if args.temps:
+            rec["calibrated"] = calibrate(rec["splits"])
+            rec["calib_windows"] = args.calib_windows
         write(Path(args.out), run, "ppl", rec)
-        log(Path(run).name, {s: round(v["trained"]["ppl"], 4) for s, v in rec["splits"].items()})
+        log(Path(run).name, {s: round(v["trained"]["ppl"], 4) for s, v in rec["splits"].items()}, rec.get("calibrated"))
 
 
 # ------------------------------------------------------------------------------------------ budget
@@ -399,9 +410,11 @@ def main(argv=None):
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--mult", type=int, default=4, help="thinking longer = mult × trained steps")
         p.add_argument("--bon", type=int, default=8)
+        p.add_argument("--ood", action="append", default=[], metavar="NAME=FILE")
+        p.add_argument("--calib-windows", type=int, default=64)
+        if name == "ppl":
+            p.add_argument("--temps", action="store_true", help="also a global temperature calibrated on val")
         if name == "mechanisms":
-            p.add_argument("--ood", action="append", default=[], metavar="NAME=FILE")
-            p.add_argument("--calib-windows", type=int, default=64)
             p.add_argument("--sigma", type=float, default=None, help="Langevin σ0 (default: trained σ, else 0.5)")
             p.add_argument("--at-steps", type=int, default=None, help="the 'trained' step count K (default: the run's)")
             p.add_argument("--parts", default=",".join(PARTS), help="mechanisms to run (default all): " + ",".join(PARTS))
