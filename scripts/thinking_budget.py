@@ -229,6 +229,9 @@ def mechanisms_on_batch(m, x, y, K, mult, bon, sigma0, tol, g_seed, add, parts=P
         stat(f"NLL step {k}", nk)
         stat(f"H step {k}", px.entropy(lsm(a.logits[k][0])))
     add(f"oracle step ≤{L}", torch.stack(per_step).min(0).values, L)
+    # noise-free iterate averaging: the mixture of the iterates K+1..L (thinking longer as an ensemble over steps)
+    avg = torch.stack([torch.softmax(a.logits[k][0].float(), -1) for k in range(K + 1, L + 1)])
+    add(f"longer {L}, iterate mean", px.nll(px.mixture_of_probs(avg), y), L)
     # does the energy fall while the prediction improves? per position, from the trained step to the last
     stat("P(E_L < E_K)", (a.energy[L][0] < a.energy[K][0]).double())
     stat("P(NLL_L < NLL_K)", (per_step[L - 1] < per_step[K - 1]).double())
