@@ -59,13 +59,18 @@ def load_run(run):
     return b, data
 
 
-def split_windows(b, data, windows: int, extra_ood: dict[str, str]) -> dict[str, torch.Tensor]:
+def split_windows(b, data, windows: int, extra_ood: dict[str, str], full_ood: dict[str, str] | None = None
+                  ) -> dict[str, torch.Tensor]:
+    """val, pydoc, each ``extra_ood`` file's last 5 % (ebtkit's split) and each ``full_ood`` file whole."""
     ctx = b.config.model.context
     out = {"val": eval_windows(data.val, ctx + 1, windows)}
     if data.ood is not None:
         out["pydoc"] = eval_windows(data.ood, ctx + 1, windows)
     for name, path in extra_ood.items():
         ids = torch.tensor(b.tokenizer.encode(split_text(load_text_file(path), 0.05)[1]), dtype=torch.long)
+        out[name] = eval_windows(ids, ctx + 1, windows)
+    for name, path in (full_ood or {}).items():
+        ids = torch.tensor(b.tokenizer.encode(load_text_file(path)), dtype=torch.long)
         out[name] = eval_windows(ids, ctx + 1, windows)
     return out
 
@@ -144,7 +149,7 @@ def cmd_ppl(args):
     for run in args.runs:
         b, data = load_run(run)
         acc = Acc()
-        splits = split_windows(b, data, args.windows, ood)
+        splits = split_windows(b, data, args.windows, ood, dict(kv.split("=", 1) for kv in args.ood_full))
         if args.temps:
             splits = {"calib": calib_windows(b, data, args.calib_windows), **splits}
         for split, w in splits.items():
@@ -176,7 +181,9 @@ def cmd_budget(args):
         bon_init = "normal" if m.cfg.init == "zeros" else None
         acc = Acc()
         t0 = time.time()
-        for split, w in split_windows(b, data, args.windows, {}).items():
+        ood = dict(kv.split("=", 1) for kv in args.ood)
+        full = dict(kv.split("=", 1) for kv in args.ood_full)
+        for split, w in split_windows(b, data, args.windows, ood, full).items():
             for i, batch in batches(w, args.batch_size):
                 x, y = batch[:, :-1], batch[:, 1:]
                 a = px.sample_thoughts(m, x, steps=args.mult * K, snapshots=(K, args.mult * K), generator=gen(args.seed, i))
@@ -188,6 +195,11 @@ def cmd_budget(args):
                     assert torch.equal(s.logits[K][0], a.logits[K][0])
                 acc.add(split, f"bon{args.bon}", px.nll(px.select(s.logits[K], s.energy[K], rule="min")[0], y),
                         args.bon * K)
+                if args.maximal:   # the paper's maximal thinking: best-of-N of trajectories thought mult× longer
+                    L = args.mult * K
+                    s = px.sample_thoughts(m, x, steps=L, samples=args.bon, init=bon_init, generator=gen(args.seed, i))
+                    acc.add(split, f"{args.mult}x bon{args.bon}",
+                            px.nll(px.select(s.logits[L], s.energy[L], rule="min")[0], y), args.bon * L)
         rec = {**meta(b, run), "windows": args.windows, "bon_init": bon_init or m.cfg.init, "mult": args.mult,
                "bon": args.bon, "splits": acc.table(), "seconds": time.time() - t0}
         write(Path(args.out), run, "budget", rec)
@@ -292,7 +304,7 @@ def cmd_mechanisms(args):
         b, data = load_run(run)
         m, K = b.model, args.at_steps or b.eval_steps
         sigma0 = args.sigma if args.sigma is not None else (b.config.thinking.langevin_sigma or 0.5)
-        splits = {"calib": calib_windows(b, data, args.calib_windows), **split_windows(b, data, args.windows, ood)}
+        splits = {"calib": calib_windows(b, data, args.calib_windows), **split_windows(b, data, args.windows, ood, dict(kv.split("=", 1) for kv in args.ood_full))}
         parts = tuple(args.parts.split(","))
         if not set(parts) <= set(PARTS):
             raise SystemExit(f"--parts: choose from {', '.join(PARTS)}")
@@ -414,7 +426,11 @@ def main(argv=None):
         p.add_argument("--mult", type=int, default=4, help="thinking longer = mult × trained steps")
         p.add_argument("--bon", type=int, default=8)
         p.add_argument("--ood", action="append", default=[], metavar="NAME=FILE")
+        p.add_argument("--ood-full", action="append", default=[], metavar="NAME=FILE",
+                       help="an OOD set scored from the whole file (windows from its start)")
         p.add_argument("--calib-windows", type=int, default=64)
+        if name == "budget":
+            p.add_argument("--maximal", action="store_true", help="also best-of-N at mult× steps (maximal thinking)")
         if name == "ppl":
             p.add_argument("--temps", action="store_true", help="also a global temperature calibrated on val")
         if name == "mechanisms":
