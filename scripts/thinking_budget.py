@@ -207,7 +207,7 @@ def cmd_budget(args):
 
 
 # ------------------------------------------------------------------------------------------ mechanisms
-PARTS = ("plain", "langevin", "annealed", "accept", "tol", "bon", "bon_sigma")
+PARTS = ("plain", "langevin", "annealed", "accept", "tol", "bon", "bon_sigma", "think")
 
 
 def _rank(x: torch.Tensor) -> torch.Tensor:
@@ -268,6 +268,18 @@ def mechanisms_on_batch(m, x, y, K, mult, bon, sigma0, tol, g_seed, add, parts=P
     if tol is not None and "tol" in parts:
         o = think_text(m, x, steps=L, tol=tol, generator=g_seed())
         add(f"early stop ≤{L}", px.nll(lsm(o.candidates), y), float(o.nfe.double().mean()))
+    # F: the combination — N Langevin runs of L steps, each averaged over its iterates K+1..L, then pooled
+    # (mixture of the N averages) or one picked by energy + λ·entropy of its last iterate
+    if "think" in parts:
+        t = px.sample_thoughts(m, x, steps=L, samples=bon, sigmas=[sigma0] * L, average_from=K + 1,
+                               init="normal" if zinit else None, generator=g_seed())
+        nfe = bon * L
+        add(f"think{bon}x{L} mixture of iterate means", px.nll(px.mixture_of_probs(t.mean_probs), y), nfe)
+        lg, e = t.logits[L], t.energy[L]
+        for lam in ENTROPY_LAMBDAS:
+            idx = px.select(lg, e, rule="entropy", lam=lam)[1]
+            mp = torch.gather(t.mean_probs, 0, idx.unsqueeze(0).unsqueeze(-1).expand(1, *t.mean_probs.shape[1:]))[0]
+            add(f"think{bon}x{L} entropy-picked iterate mean@{lam}", px.nll(torch.log(mp.clamp_min(1e-30)), y), nfe)
     # B: best-of-N at K steps, noise-free (System 1: random N(0,1) starts); E: with Langevin σ0
     for tag, kw in (("", dict(init="normal" if zinit else None)), (" σ", dict(sigmas=[sigma0] * K))):
         if ("bon_sigma" if tag else "bon") not in parts:

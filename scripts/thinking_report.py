@@ -265,6 +265,8 @@ MECH_ROWS = (
     ("bon8 σ min", "best-of-8 with Langevin σ, min energy"),
     ("bon8 σ entropy", "best-of-8 with σ, energy + λ·entropy (calibrated)"),
     ("bon8 σ mixture", "best-of-8 with σ, mixture"),
+    ("think8x12 mixture of iterate means", "combined: 8 Langevin runs × 12 steps, mixture of iterate means"),
+    ("think8x12 entropy-picked iterate mean", "combined: 8 × 12, iterate mean of the run picked by E + λ·H"),
     ("trained+energyT", "energy-derived temperature (β calibrated)"),
     ("trained+T", "global temperature (calibrated on KJV val)"),
     ("longer 12+T", "thinking longer + global temperature"),
