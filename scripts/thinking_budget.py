@@ -207,7 +207,8 @@ def cmd_budget(args):
 
 
 # ------------------------------------------------------------------------------------------ mechanisms
-PARTS = ("plain", "langevin", "annealed", "accept", "tol", "bon", "bon_sigma", "think")
+PARTS = ("plain", "langevin", "annealed", "accept", "tol", "bon", "bon_sigma", "think", "alpha")
+ALPHA_MULTS = (0.25, 0.5, 0.75)
 
 
 def _rank(x: torch.Tensor) -> torch.Tensor:
@@ -268,6 +269,14 @@ def mechanisms_on_batch(m, x, y, K, mult, bon, sigma0, tol, g_seed, add, parts=P
     if tol is not None and "tol" in parts:
         o = think_text(m, x, steps=L, tol=tol, generator=g_seed())
         add(f"early stop ≤{L}", px.nll(lsm(o.candidates), y), float(o.nfe.double().mean()))
+    # G: a smaller step size at inference (α × m): does thinking longer then converge instead of oscillating?
+    if "alpha" in parts:
+        for am in ALPHA_MULTS:
+            g = px.sample_thoughts(m, x, steps=L, snapshots=tuple(range(1, L + 1)), alpha_mult=am, generator=g_seed())
+            for k in sorted({K, 2 * K, L}):
+                add(f"alpha×{am} {k} steps", px.nll(lsm(g.logits[k][0]), y), k)
+            add(f"alpha×{am} {L} steps, iterate mean", px.nll(px.mixture_of_probs(
+                torch.stack([torch.softmax(g.logits[k][0].float(), -1) for k in range(K + 1, L + 1)])), y), L)
     # F: the combination — N Langevin runs of L steps, each averaged over its iterates K+1..L, then pooled
     # (mixture of the N averages) or one picked by energy + λ·entropy of its last iterate
     if "think" in parts:
