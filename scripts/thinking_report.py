@@ -178,13 +178,18 @@ def fig7(res: Path, img: Path | None):
         for i, (x, p) in enumerate(sorted(out["s2"].items(), key=lambda kv: kv[1][0][0])):
             ax.scatter([a for a, _ in p], [b for _, b in p], label=x, s=22)
         allp = [q for p in out["s2"].values() for q in p]
-        b = ols([a for a, _ in allp], [c for _, c in allp])
-        mx = sum(a for a, _ in allp) / len(allp)
+        lx = [math.log2(a) for a, _ in allp]
+        b = ols(lx, [c for _, c in allp])
+        mx = sum(lx) / len(lx)
         my = sum(c for _, c in allp) / len(allp)
         xs = [min(a for a, _ in allp), max(a for a, _ in allp)]
-        ax.plot(xs, [my + b * (x - mx) for x in xs], "k--", lw=1, label=f"OLS slope {b:+.2f}")
+        ax.plot(xs, [my + b * (math.log2(x) - mx) for x in xs], "k--", lw=1,
+                label=f"OLS {b:+.2f} %-pts per doubling")
         ax.axhline(0, color="grey", lw=0.5)
         ax.set_xscale("log")
+        ax.set_xticks([2, 5, 10, 20, 50])
+        ax.set_xticklabels(["2", "5", "10", "20", "50"])
+        ax.minorticks_off()
         ax.set_xlabel("distribution shift (T++ ppl on set ÷ on KJV val)")
         ax.set_ylabel("% ppl gain, 12 steps × best-of-8")
         ax.set_title("EBT S2 (cpu preset, 800 steps): maximal thinking vs shift", fontsize=9)
@@ -277,6 +282,14 @@ def mechanisms(res: Path, system="s2"):
     recs = [r for r in load((res / "mech").glob(f"{system}-n800-*.mechanisms.json"))]
     if not recs:
         return
+    extra = {r["seed"]: r for r in load((res / "think").glob(f"{system}-n800-*.mechanisms.json"))}
+    for r in recs:     # the combined policies were scored later, on the same windows and noise: merge them in
+        e = extra.get(r["seed"])
+        if e is not None:
+            for sp, pol in e["splits"].items():
+                for n, v in pol.items():
+                    r["splits"].setdefault(sp, {}).setdefault(n, v)
+            r["calibrated"] = {**e.get("calibrated", {}), **r.get("calibrated", {})}
     splits = ("val", "pydoc", "austen", "brown")
     print(f"\n**Mechanisms, EBT {system.upper()}** (800 steps; 128 windows per set; seeds "
           f"{sorted(r['seed'] for r in recs)}; Δ% = perplexity reduction vs the trained steps, mean ± half-range; "
@@ -327,6 +340,43 @@ def max6(res: Path):
         print(f"| {lab} ({len(rs)}) | " + " | ".join(cells) + " |")
 
 
+def alpha(res: Path):
+    """Smaller inference step size (α × m) with more steps, every set; ``RESULTS/alpha/*.mechanisms.json``."""
+    recs = load((res / "alpha").glob("*.mechanisms.json"))
+    if not recs:
+        return
+    K = recs[0]["at_steps"]
+    L = recs[0]["mult"] * K
+    sets = [x for x in SETS if x in recs[0]["splits"]]
+    print(f"\n**Step size at inference: α × m, thinking longer** (EBT {recs[0]['system'].upper()}, seeds "
+          f"{sorted(r['seed'] for r in recs)}; Δ% vs the trained {K} steps at the trained α)\n")
+    print("| policy | steps | " + " | ".join(sets) + " |")
+    print("|---|---|" + "---|" * len(sets))
+    print(f"| trained (ppl) | {K} | " + " | ".join(
+        mr([r["splits"][x]["trained"]["ppl"] for r in recs], "{:.2f}") for x in sets) + " |")
+    names = [f"longer {L}"] + [n for n in recs[0]["splits"]["val"] if n.startswith("alpha×")]
+    for n in names:
+        steps = L if n.startswith("longer") or "iterate" in n else int(n.split()[1])
+        print(f"| {n} | {steps} | " + " | ".join(mr([gain(r, x, n) for r in recs], "{:.1f}", True) for x in sets) + " |")
+    return recs
+
+
+def nll_per_step(res: Path, sub="alpha"):
+    recs = load((res / sub).glob("*.mechanisms.json"))
+    if not recs or "NLL step 1" not in recs[0]["stats"].get("val", {}):
+        return
+    L = recs[0]["mult"] * recs[0]["at_steps"]
+    sets = [x for x in SETS if x in recs[0]["stats"]]
+    print(f"\n**Mean NLL (nats/byte) after each thinking step at the trained α** (seeds "
+          f"{sorted(r['seed'] for r in recs)}; the trained step count is {recs[0]['at_steps']})\n")
+    print("| set | " + " | ".join(str(k) for k in range(1, L + 1)) + " |")
+    print("|---|" + "---|" * L)
+    for x in sets:
+        vals = [sum(r["stats"][x][f"NLL step {k}"] for r in recs) / len(recs) for k in range(1, L + 1)]
+        best = min(range(L), key=lambda i: vals[i])
+        print(f"| {x} | " + " | ".join((f"**{v:.3f}**" if i == best else f"{v:.3f}") for i, v in enumerate(vals)) + " |")
+
+
 # ------------------------------------------------------------------------------------------ corpora
 def corpora(res: Path):
     recs = load((res / "corpus").glob("*.ppl.json"))
@@ -363,13 +413,14 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("results")
     p.add_argument("--img", default=None, help="directory for the PNG plots (default: none)")
-    p.add_argument("--only", default="table3,fig7,fig6b,mech,max6,corpora")
+    p.add_argument("--only", default="table3,fig7,fig6b,mech,max6,alpha,nll,corpora")
     a = p.parse_args(argv)
     res, img = Path(a.results), (Path(a.img) if a.img else None)
     for part in a.only.split(","):
         {"table3": lambda: table3(res), "fig7": lambda: fig7(res, img), "fig6b": lambda: fig6b(res, img),
-         "mech": lambda: (mechanisms(res, "s2"), mechanisms(res, "s1")), "max6": lambda: max6(res),
-         "corpora": lambda: corpora(res)}[part]()
+         "mech": lambda: (mechanisms(res, "s2"), mechanisms(res, "s1")), "mech2": lambda: mechanisms(res, "s2"),
+         "mech1": lambda: mechanisms(res, "s1"), "max6": lambda: max6(res), "corpora": lambda: corpora(res),
+         "alpha": lambda: alpha(res), "nll": lambda: nll_per_step(res)}[part]()
     return 0
 
 
