@@ -207,7 +207,7 @@ def cmd_budget(args):
 
 
 # ------------------------------------------------------------------------------------------ mechanisms
-PARTS = ("plain", "langevin", "annealed", "accept", "tol", "bon", "bon_sigma", "think", "alpha")
+PARTS = ("plain", "langevin", "annealed", "accept", "tol", "bon", "bon_sigma", "think", "alpha", "stepsel")
 ALPHA_MULTS = (0.25, 0.5, 0.75)
 
 
@@ -269,6 +269,19 @@ def mechanisms_on_batch(m, x, y, K, mult, bon, sigma0, tol, g_seed, add, parts=P
     if tol is not None and "tol" in parts:
         o = think_text(m, x, steps=L, tol=tol, generator=g_seed())
         add(f"early stop ≤{L}", px.nll(lsm(o.candidates), y), float(o.nfe.double().mean()))
+    # H: choosing the step count per position from the energy along one trajectory (no extra thinking beyond L)
+    if "stepsel" in parts and K >= 2:
+        logp = {k: lsm(a.logits[k][0]) for k in range(1, L + 1)}
+        en = {k: a.energy[k][0] for k in range(1, L + 1)}
+        add(f"{K - 1} steps (thinking less)", px.nll(logp[K - 1], y), K - 1)
+        keep = (en[K] < en[K - 1]).unsqueeze(-1)                  # take step K only where it lowered the energy
+        add(f"step {K} only if it lowers E", px.nll(torch.where(keep, logp[K], logp[K - 1]), y), K)
+        stack_e = torch.stack([en[k] for k in range(2, L + 1)])    # steps 2..L, (L-1)×B×S
+        pick = stack_e.argmin(0)
+        stack_lp = torch.stack([logp[k] for k in range(2, L + 1)])
+        chosen = torch.gather(stack_lp, 0, pick.unsqueeze(0).unsqueeze(-1).expand(1, *stack_lp.shape[1:]))[0]
+        add(f"min-energy step in 2..{L}", px.nll(chosen, y), L)
+        stat(f"P(E_{K} < E_{K - 1})", keep.squeeze(-1).double())
     # G: a smaller step size at inference (α × m): does thinking longer then converge instead of oscillating?
     if "alpha" in parts:
         for am in ALPHA_MULTS:
