@@ -363,6 +363,51 @@ def cmd_mechanisms(args):
         write(Path(args.out), run, "mechanisms", rec)
 
 
+# ------------------------------------------------------------------------------------------ gate
+GATE_QUANTILES = (0.5, 0.9, 0.99)
+
+
+def cmd_gate(args):
+    """An energy-gated step count: a window whose mean energy (at step K, or at K−1) is above the q-quantile of
+    the in-distribution calibration windows' is judged out of distribution and stops at K−1 steps; the others
+    take the trained K. The threshold comes from the calibration windows only."""
+    ood = dict(kv.split("=", 1) for kv in args.ood)
+    full = dict(kv.split("=", 1) for kv in args.ood_full)
+    for run in args.runs:
+        b, data = load_run(run)
+        m, K = b.model, b.eval_steps
+        splits = {"calib": calib_windows(b, data, args.calib_windows), **split_windows(b, data, args.windows, ood, full)}
+        got = {}
+        for split, w in splits.items():
+            cols = defaultdict(list)
+            for i, batch in batches(w, args.batch_size):
+                x, y = batch[:, :-1], batch[:, 1:]
+                a = px.sample_thoughts(m, x, steps=K, snapshots=tuple(range(1, K + 1)), generator=gen(args.seed, i))
+                cols["eK"].append(a.energy[K][0].double().mean(-1))
+                cols["eK1"].append(a.energy[K - 1][0].double().mean(-1))
+                cols["nK"].append(px.nll(torch.log_softmax(a.logits[K][0].float(), -1), y).double())
+                cols["nK1"].append(px.nll(torch.log_softmax(a.logits[K - 1][0].float(), -1), y).double())
+            got[split] = {k: torch.cat(v) for k, v in cols.items()}
+        rec = {**meta(b, run), "windows": args.windows, "calib_windows": args.calib_windows, "splits": {},
+               "thresholds": {}}
+        for sig in ("eK", "eK1"):
+            for q in GATE_QUANTILES:
+                rec["thresholds"][f"{sig}@{q}"] = float(torch.quantile(got["calib"][sig], q))
+        for split, g in got.items():
+            tok = g["nK"].numel()
+            out = {"trained": {"ppl": math.exp(float(g["nK"].sum()) / tok), "nfe": K},
+                   f"{K - 1} steps": {"ppl": math.exp(float(g["nK1"].sum()) / tok), "nfe": K - 1}}
+            for name, thr in rec["thresholds"].items():
+                sig = name.split("@")[0]
+                ood_w = (g[sig] > thr).unsqueeze(-1)
+                nll = torch.where(ood_w, g["nK1"], g["nK"])
+                out[f"gate {name}"] = {"ppl": math.exp(float(nll.sum()) / tok), "nfe": K,
+                                       "fraction_gated": float(ood_w.double().mean())}
+            rec["splits"][split] = out
+        write(Path(args.out), run, "gate", rec)
+        log(Path(run).name, {s: {k: round(v["ppl"], 3) for k, v in d.items()} for s, d in rec["splits"].items()})
+
+
 def calibrate(splits: dict) -> dict:
     """For each grid family ``name@value``: the value with the lowest calibration perplexity."""
     fams = defaultdict(list)
@@ -450,7 +495,7 @@ def cmd_budget_table(args):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
-    for name in ("ppl", "budget", "mechanisms"):
+    for name in ("ppl", "budget", "mechanisms", "gate"):
         p = sub.add_parser(name)
         p.add_argument("runs", nargs="+")
         p.add_argument("--out", required=True)
@@ -477,7 +522,7 @@ def main(argv=None):
     p.add_argument("files", nargs="+")
     args = ap.parse_args(argv)
     torch.set_grad_enabled(True)
-    {"ppl": cmd_ppl, "budget": cmd_budget, "mechanisms": cmd_mechanisms, "table": cmd_table,
+    {"ppl": cmd_ppl, "budget": cmd_budget, "mechanisms": cmd_mechanisms, "gate": cmd_gate, "table": cmd_table,
      "budget-table": cmd_budget_table}[args.cmd](args)
 
 
