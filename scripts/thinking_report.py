@@ -361,6 +361,46 @@ def alpha(res: Path):
     return recs
 
 
+def stepsel(res: Path):
+    """Choosing the step count: thinking less, the energy-guarded last step, the min-energy step, the oracle."""
+    recs = load((res / "stepsel").glob("*.mechanisms.json"))
+    if not recs:
+        return
+    K = recs[0]["at_steps"]
+    L = recs[0]["mult"] * K
+    sets = [x for x in SETS if x in recs[0]["splits"]]
+    print(f"\n**Choosing the step count per position** (EBT {recs[0]['system'].upper()}, seeds "
+          f"{sorted(r['seed'] for r in recs)}; Δ% vs the trained {K} steps)\n")
+    print("| policy | " + " | ".join(sets) + " |")
+    print("|---|" + "---|" * len(sets))
+    for n in (f"{K - 1} steps (thinking less)", f"longer {L}", f"step {K} only if it lowers E",
+              f"min-energy step in 2..{L}", f"oracle step ≤{L}"):
+        print(f"| {n} | " + " | ".join(mr([gain(r, x, n) for r in recs], "{:.1f}", True) for x in sets) + " |")
+    key = f"P(E_{K} < E_{K - 1})"
+    print(f"| share of positions where step {K} lowers the energy | " + " | ".join(
+        mr([r["stats"][x][key] for r in recs], "{:.2f}") for x in sets) + " |")
+
+
+def gate(res: Path):
+    recs = load((res / "gate").glob("*.gate.json"))
+    if not recs:
+        return
+    K = recs[0]["trained_steps"]
+    sets = [x for x in SETS if x in recs[0]["splits"]]
+    print(f"\n**An energy-gated step count** (seeds {sorted(r['seed'] for r in recs)}: a window whose mean final "
+          f"energy is above the q-quantile of in-distribution calibration windows stops at {K - 1} steps; Δ% vs "
+          f"{K} steps, and the share of windows gated)\n")
+    print("| policy | " + " | ".join(sets) + " |")
+    print("|---|" + "---|" * len(sets))
+    print(f"| {K - 1} steps everywhere | " + " | ".join(mr([gain(r, x, f'{K - 1} steps') for r in recs], "{:.1f}", True)
+                                               for x in sets) + " |")
+    for q in (0.5, 0.9, 0.99):
+        n = f"gate eK@{q}"
+        print(f"| gate q = {q} | " + " | ".join(
+            mr([gain(r, x, n) for r in recs], "{:.1f}", True) + " (" +
+            mr([r["splits"][x][n]["fraction_gated"] for r in recs], "{:.2f}").split(" ±")[0] + ")" for x in sets) + " |")
+
+
 def nll_per_step(res: Path, sub="alpha"):
     recs = load((res / sub).glob("*.mechanisms.json"))
     if not recs or "NLL step 1" not in recs[0]["stats"].get("val", {}):
@@ -413,14 +453,15 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("results")
     p.add_argument("--img", default=None, help="directory for the PNG plots (default: none)")
-    p.add_argument("--only", default="table3,fig7,fig6b,mech,max6,alpha,nll,corpora")
+    p.add_argument("--only", default="table3,fig7,fig6b,mech,max6,alpha,nll,stepsel,gate,corpora")
     a = p.parse_args(argv)
     res, img = Path(a.results), (Path(a.img) if a.img else None)
     for part in a.only.split(","):
         {"table3": lambda: table3(res), "fig7": lambda: fig7(res, img), "fig6b": lambda: fig6b(res, img),
          "mech": lambda: (mechanisms(res, "s2"), mechanisms(res, "s1")), "mech2": lambda: mechanisms(res, "s2"),
          "mech1": lambda: mechanisms(res, "s1"), "max6": lambda: max6(res), "corpora": lambda: corpora(res),
-         "alpha": lambda: alpha(res), "nll": lambda: nll_per_step(res)}[part]()
+         "alpha": lambda: alpha(res), "nll": lambda: nll_per_step(res), "stepsel": lambda: stepsel(res),
+         "gate": lambda: gate(res)}[part]()
     return 0
 
 
