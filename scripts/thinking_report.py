@@ -62,7 +62,30 @@ def kind(r) -> str:
 
 
 # ------------------------------------------------------------------------------------------ Table 3 analogue
-def table3(res: Path):
+def _bars(path: Path, groups: list[str], series: dict[str, list], ylabel: str, title: str, ref: float | None = None):
+    """Grouped bars (mean) with min–max whiskers: ``series[name][i]`` = the seed values for ``groups[i]``."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(max(5.5, 0.75 * len(groups) * max(1, len(series)) ** 0.5 + 2), 3.4))
+    w = 0.8 / max(1, len(series))
+    for j, (name, vals) in enumerate(series.items()):
+        xs = [i + (j - (len(series) - 1) / 2) * w for i in range(len(groups))]
+        mean = [sum(v) / len(v) if v else float("nan") for v in vals]
+        lo = [m - min(v) if v else 0 for m, v in zip(mean, vals)]
+        hi = [max(v) - m if v else 0 for m, v in zip(mean, vals)]
+        ax.bar(xs, mean, w, yerr=[lo, hi], capsize=2, label=name)
+    if ref is not None:
+        ax.axhline(ref, color="grey", lw=0.7)
+    ax.set_xticks(range(len(groups)))
+    ax.set_xticklabels(groups, fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    print(f"\n(plot: {path})")
+
+
+def table3(res: Path, img: Path | None = None):
     recs = load((res / "fig7").glob("*.json"))
     by = defaultdict(dict)                      # kind -> seed -> splits
     for r in recs:
@@ -85,6 +108,15 @@ def table3(res: Path):
         cells = [mr([by[k][s][x]["trained"]["ppl"] / by["tpp"][s][x]["trained"]["ppl"] for s in seeds
                      if x in by[k][s]], "{:.2f}") for x in SETS]
         print(f"| {names[k]} ÷ T++ | {','.join(map(str, seeds))} | " + " | ".join(c.replace(' (1 seed)', '') for c in cells) + " |")
+    if img is not None and "tpp" in by:
+        series = {}
+        for k in ("s1", "s2"):
+            if k in by:
+                seeds = sorted(set(by[k]) & set(by["tpp"]))
+                series[names[k]] = [[by[k][s][x]["trained"]["ppl"] / by["tpp"][s][x]["trained"]["ppl"] for s in seeds
+                                     if x in by[k][s]] for x in SETS]
+        _bars(img / "thinking-table3.png", list(SETS), series, "EBT ppl ÷ Transformer++ ppl",
+              "Table 3 analogue: EBT ÷ Transformer++ at the trained steps (cpu preset, 800 steps)", ref=1.0)
     tasks = load(res.glob("tasks-*.json"))
     if not tasks:
         return
@@ -270,6 +302,8 @@ MECH_ROWS = (
     ("bon8 σ min", "best-of-8 with Langevin σ, min energy"),
     ("bon8 σ entropy", "best-of-8 with σ, energy + λ·entropy (calibrated)"),
     ("bon8 σ mixture", "best-of-8 with σ, mixture"),
+    ("bon8 oracle", "oracle best-of-8 (picks by the true next byte: a bound, not a policy)"),
+    ("bon8 σ oracle", "oracle best-of-8 with σ (a bound)"),
     ("think8x12 mixture of iterate means", "combined: 8 Langevin runs × 12 steps, mixture of iterate means"),
     ("think8x12 entropy-picked iterate mean", "combined: 8 × 12, iterate mean of the run picked by E + λ·H"),
     ("trained+energyT", "energy-derived temperature (β calibrated)"),
@@ -278,7 +312,11 @@ MECH_ROWS = (
 )
 
 
-def mechanisms(res: Path, system="s2"):
+PLOT_MECH = ("longer 12", "langevin 12, iterate mean", "early stop ≤12", "bon8 min", "bon8 mixture",
+             "think8x12 mixture of iterate means", "trained+T")
+
+
+def mechanisms(res: Path, system="s2", img: Path | None = None):
     recs = [r for r in load((res / "mech").glob(f"{system}-n800-*.mechanisms.json"))]
     if not recs:
         return
@@ -315,6 +353,16 @@ def mechanisms(res: Path, system="s2"):
         cells = [mr([gain(r, s, name(r)) for r in have if s in r["splits"]], "{:.1f}", True).replace(" (1 seed)", "")
                  for s in splits]
         print(f"| {label} | {nfe if isinstance(nfe, int) else f'{nfe:.1f}'} | {len(have)} | " + " | ".join(cells) + " |")
+    if img is not None:
+        series = {}
+        for key in PLOT_MECH:
+            key = key.replace("12", str(L))
+            vals = [[gain(r, x, r.get("calibrated", {}).get(key, key)) for r in recs
+                     if r.get("calibrated", {}).get(key, key) in r["splits"][x]] for x in splits]
+            if any(vals):
+                series[dict(MECH_ROWS).get(key.replace(str(L), "12"), key).split(" (")[0]] = vals
+        _bars(img / f"thinking-mechanisms-{system}.png", list(splits), series, "% ppl gain vs trained steps",
+              f"EBT {system.upper()}: inference mechanisms (800 steps, {len(recs)} seeds)", ref=0.0)
     cal = "; ".join(f"seed {r['seed']}: " + ", ".join(f"{k}={v.rsplit('@', 1)[1]}" for k, v in sorted(r["calibrated"].items())
                                                      if k.replace(str(L), "12") in dict(MECH_ROWS)) for r in recs)
     print(f"\ncalibrated values: {cal}")
@@ -418,7 +466,7 @@ def nll_per_step(res: Path, sub="alpha"):
 
 
 # ------------------------------------------------------------------------------------------ corpora
-def corpora(res: Path):
+def corpora(res: Path, img: Path | None = None):
     recs = load((res / "corpus").glob("*.ppl.json"))
     fig = {(kind(r), r["seed"]): r for r in load((res / "fig7").glob("*-n800-*.json"))
            if kind(r) in ("tpp", "s1")}
@@ -440,6 +488,13 @@ def corpora(res: Path):
             e = [d["ebt", s][sp]["trained"]["ppl"] for s in seeds]
             cells += [mr(t, "{:.2f}"), mr(e, "{:.2f}"), mr([a / b for a, b in zip(e, t)], "{:.3f}")]
         print(f"| {corpus} | {','.join(map(str, seeds))} | " + " | ".join(cells) + " |")
+    if img is not None:
+        names = sorted(by)
+        ratio = lambda c, sp: [by[c]["ebt", s][sp]["trained"]["ppl"] / by[c]["tpp", s][sp]["trained"]["ppl"]  # noqa: E731
+                               for s in sorted({s for m, s in by[c]}) if ("ebt", s) in by[c] and ("tpp", s) in by[c]]
+        _bars(img / "thinking-corpora.png", [n.split(" ")[0] for n in names],
+              {"own validation": [ratio(c, "val") for c in names], "pydoc (OOD)": [ratio(c, "pydoc") for c in names]},
+              "EBT S1 ppl ÷ Transformer++ ppl", "Defaults that travel: EBT ÷ Transformer++ per training corpus", ref=1.0)
 
 
 def _plt():
@@ -457,9 +512,9 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     res, img = Path(a.results), (Path(a.img) if a.img else None)
     for part in a.only.split(","):
-        {"table3": lambda: table3(res), "fig7": lambda: fig7(res, img), "fig6b": lambda: fig6b(res, img),
-         "mech": lambda: (mechanisms(res, "s2"), mechanisms(res, "s1")), "mech2": lambda: mechanisms(res, "s2"),
-         "mech1": lambda: mechanisms(res, "s1"), "max6": lambda: max6(res), "corpora": lambda: corpora(res),
+        {"table3": lambda: table3(res, img), "fig7": lambda: fig7(res, img), "fig6b": lambda: fig6b(res, img),
+         "mech": lambda: (mechanisms(res, "s2", img), mechanisms(res, "s1", img)),
+         "mech2": lambda: mechanisms(res, "s2", img), "mech1": lambda: mechanisms(res, "s1", img), "max6": lambda: max6(res), "corpora": lambda: corpora(res, img),
          "alpha": lambda: alpha(res), "nll": lambda: nll_per_step(res), "stepsel": lambda: stepsel(res),
          "gate": lambda: gate(res)}[part]()
     return 0
