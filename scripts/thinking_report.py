@@ -388,14 +388,21 @@ def max6(res: Path):
         print(f"| {lab} ({len(rs)}) | " + " | ".join(cells) + " |")
 
 
+def _study(res: Path, sub: str):
+    """The ``RESULTS/sub`` mechanism records with their trained steps K, 4K and the sets they hold (None if none)."""
+    recs = load((res / sub).glob("*.mechanisms.json"))
+    if not recs:
+        return None
+    K = recs[0]["at_steps"]
+    return recs, K, recs[0]["mult"] * K, [x for x in SETS if x in recs[0]["splits"]]
+
+
 def alpha(res: Path):
     """Smaller inference step size (α × m) with more steps, every set; ``RESULTS/alpha/*.mechanisms.json``."""
-    recs = load((res / "alpha").glob("*.mechanisms.json"))
-    if not recs:
+    study = _study(res, "alpha")
+    if study is None:
         return
-    K = recs[0]["at_steps"]
-    L = recs[0]["mult"] * K
-    sets = [x for x in SETS if x in recs[0]["splits"]]
+    recs, K, L, sets = study
     print(f"\n**Step size at inference: α × m, thinking longer** (EBT {recs[0]['system'].upper()}, seeds "
           f"{sorted(r['seed'] for r in recs)}; Δ% vs the trained {K} steps at the trained α)\n")
     print("| policy | steps | " + " | ".join(sets) + " |")
@@ -411,12 +418,10 @@ def alpha(res: Path):
 
 def stepsel(res: Path):
     """Choosing the step count: thinking less, the energy-guarded last step, the min-energy step, the oracle."""
-    recs = load((res / "stepsel").glob("*.mechanisms.json"))
-    if not recs:
+    study = _study(res, "stepsel")
+    if study is None:
         return
-    K = recs[0]["at_steps"]
-    L = recs[0]["mult"] * K
-    sets = [x for x in SETS if x in recs[0]["splits"]]
+    recs, K, L, sets = study
     print(f"\n**Choosing the step count per position** (EBT {recs[0]['system'].upper()}, seeds "
           f"{sorted(r['seed'] for r in recs)}; Δ% vs the trained {K} steps)\n")
     print("| policy | " + " | ".join(sets) + " |")
