@@ -397,16 +397,20 @@ def _study(res: Path, sub: str):
     return recs, K, recs[0]["mult"] * K, [x for x in SETS if x in recs[0]["splits"]]
 
 
+def _header(title: str, recs: list[dict], note: str, sets: list[str], cols: tuple[str, ...] = ("policy",)):
+    print(f"\n**{title}** (EBT {recs[0]['system'].upper()}, seeds {sorted(r['seed'] for r in recs)}; {note})\n")
+    print("| " + " | ".join(cols + tuple(sets)) + " |")
+    print("|" + "---|" * (len(cols) + len(sets)))
+
+
 def alpha(res: Path):
     """Smaller inference step size (α × m) with more steps, every set; ``RESULTS/alpha/*.mechanisms.json``."""
     study = _study(res, "alpha")
     if study is None:
         return
     recs, K, L, sets = study
-    print(f"\n**Step size at inference: α × m, thinking longer** (EBT {recs[0]['system'].upper()}, seeds "
-          f"{sorted(r['seed'] for r in recs)}; Δ% vs the trained {K} steps at the trained α)\n")
-    print("| policy | steps | " + " | ".join(sets) + " |")
-    print("|---|---|" + "---|" * len(sets))
+    _header("Step size at inference: α × m, thinking longer", recs, f"Δ% vs the trained {K} steps at the trained α",
+            sets, ("policy", "steps"))
     print(f"| trained (ppl) | {K} | " + " | ".join(
         mr([r["splits"][x]["trained"]["ppl"] for r in recs], "{:.2f}") for x in sets) + " |")
     names = [f"longer {L}"] + [n for n in recs[0]["splits"]["val"] if n.startswith("alpha×")]
@@ -422,10 +426,7 @@ def stepsel(res: Path):
     if study is None:
         return
     recs, K, L, sets = study
-    print(f"\n**Choosing the step count per position** (EBT {recs[0]['system'].upper()}, seeds "
-          f"{sorted(r['seed'] for r in recs)}; Δ% vs the trained {K} steps)\n")
-    print("| policy | " + " | ".join(sets) + " |")
-    print("|---|" + "---|" * len(sets))
+    _header("Choosing the step count per position", recs, f"Δ% vs the trained {K} steps", sets)
     for n in (f"{K - 1} steps (thinking less)", f"longer {L}", f"step {K} only if it lowers E",
               f"min-energy step in 2..{L}", f"oracle step ≤{L}"):
         print(f"| {n} | " + " | ".join(mr([gain(r, x, n) for r in recs], "{:.1f}", True) for x in sets) + " |")
