@@ -14,7 +14,8 @@ import torch
 from ebtkit.cli import main
 from ebtkit.commands.eval import evaluate_text_run
 from ebtkit.core.config import preset
-from ebtkit.data.shards import MANIFEST, ShardError, ShardTokens, check_tokenizer, open_shards, prepare_shards
+from ebtkit.data.shard_writer import prepare_shards
+from ebtkit.data.shards import MANIFEST, ShardError, ShardTokens, check_tokenizer, open_shards
 from ebtkit.data.text import eval_windows, get_batch
 from ebtkit.data.tokenizers import BPETokenizer, ByteTokenizer
 from ebtkit.training.optim import step_generator

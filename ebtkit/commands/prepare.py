@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from ..data.shards import DEFAULT_BPE_SAMPLE, DEFAULT_SHARD_TOKENS, prepare_shards
+from ..data.shard_writer import DEFAULT_BPE_SAMPLE, DEFAULT_SHARD_TOKENS, prepare_shards
 
 
 def add_parser(sub):
