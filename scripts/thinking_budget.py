@@ -6,7 +6,7 @@ Three measurements on trained text runs, each writing one JSON per run into ``--
 ``budget RUN...``      the Fig. 6b analogue: val and pydoc perplexity at the trained steps ``K``, thinking longer
                        (``4K`` steps) and best-of-8 at ``K`` (lowest final energy). System 1 starts from zeros,
                        so its 8 samples start from N(0, 1) logits instead (labelled).
-``mechanisms RUN...``  the mechanisms of :mod:`ebtkit.eval.policies_extra` plus accept-lower and early stop, on
+``mechanisms RUN...``  the mechanisms of ``scripts/policies_extra.py`` plus accept-lower and early stop, on
                        val, pydoc and extra OOD files (``--ood NAME=FILE``: the file's last 5 %, as ebtkit's
                        split); calibrated knobs are fitted on windows from the second half of the run's own
                        validation text (disjoint from the reported windows) and reported at that choice.
@@ -38,9 +38,11 @@ import torch.nn.functional as F
 import ebtkit
 from ebtkit.core.thinking import is_energy_model
 from ebtkit.data.text import eval_windows, load_text_file, prepare_text_data, split_text
-from ebtkit.eval import policies_extra as px
 from ebtkit.eval.inference import think_text
 from ebtkit.eval.thinking_study import auto_tolerances
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))   # research code beside this script
+import policies_extra as px  # noqa: E402
 
 ENTROPY_LAMBDAS = (0.0, 0.01, 0.03, 0.1, 0.3, 1.0)
 SOFTMIN_TEMPS = (0.1, 0.3, 1.0, 3.0)            # × the median per-position std of energies across samples

@@ -1,13 +1,28 @@
-"""Experimental System 2 mechanisms (ebtkit/eval/policies_extra.py): exactness against the shipped policies and
+"""Experimental System 2 mechanisms (scripts/policies_extra.py): exactness against the shipped policies and
 the math of every combining rule."""
+import importlib.util
 import math
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 import ebtkit
-from ebtkit.eval import policies_extra as px
 from ebtkit.eval.inference import think_text
+
+
+def _load():
+    """scripts/policies_extra.py by its path (research code outside the installed package)."""
+    root = Path(__file__).resolve().parent.parent
+    spec = importlib.util.spec_from_file_location("policies_extra", root / "scripts" / "policies_extra.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod          # its dataclasses look their module up while being built
+    spec.loader.exec_module(mod)
+    return mod
+
+
+px = _load()
 
 
 def _model(init="normal"):

@@ -31,6 +31,9 @@ Mechanisms (each a small function of a :class:`Thoughts`; all return log-probabi
 
 Calibrated knobs (λ, T, β) must be fitted on windows disjoint from the ones reported (the script does this on
 a separate part of the validation text).
+
+Research code, not part of the installed package (issue 22): ``scripts/thinking_budget.py`` imports it from
+this folder, ``tests/test_policies_extra.py`` by its path.
 """
 from __future__ import annotations
 
@@ -40,9 +43,9 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from ..core.recipe import landscape_schedule
-from ..core.thinking import think
-from .inference import resolve_alpha
+from ebtkit.core.recipe import landscape_schedule
+from ebtkit.core.thinking import think
+from ebtkit.eval.inference import resolve_alpha
 
 SELECT_RULES = ("min", "max_drop", "entropy", "consensus")
 POOL_RULES = ("mixture", "softmin")
