@@ -1,6 +1,7 @@
 """Downstream tasks: BIG-bench read from the sdist (a fake one with the real layout), users' JSONL files, exact
 teacher-forced perplexity, multiple-choice picks by likelihood and by energy, ``ebt eval --tasks`` and
-``ebt data bigbench`` (never downloads: pip is replaced)."""
+``ebt data bigbench`` (never downloads: pip is replaced). The other sources (--from, hf:, the generated Dyck
+task) are tests/test_data_routes.py's."""
 import io
 import json
 import math
@@ -13,6 +14,7 @@ import torch.nn.functional as F
 
 from ebtkit.cli import main
 from ebtkit.data import bigbench as bb
+from ebtkit.data import bigbench_sources as sources
 from ebtkit.data.bigbench import Example
 from ebtkit.data.text import DataError
 from ebtkit.data.tokenizers import ByteTokenizer
@@ -69,7 +71,7 @@ def test_reads_tasks_from_the_sdist_and_then_from_the_extracted_files(cache, mon
     assert p.examples[0].correct == (1,) and bb.load_task("tiny_parent/sub_b").examples == p.examples[1:]
     # everything read so far was extracted: the archive is not opened again
     assert (cache / "tasks" / "tiny_choice" / "task.json").is_file()
-    monkeypatch.setattr(bb.tarfile, "open", lambda *a, **k: pytest.fail("archive reopened"))
+    monkeypatch.setattr(tarfile, "open", lambda *a, **k: pytest.fail("archive reopened"))
     assert bb.load_task("tiny_choice").examples == t.examples
     assert bb.load_task("tiny_parent").examples == p.examples
 
@@ -86,13 +88,15 @@ def test_a_changed_sdist_invalidates_the_index_and_unknown_names_get_suggestions
         bb.load_task("tiny_ge")
 
 
-def test_missing_sdist_says_how_to_get_it(tmp_path, monkeypatch):
+def test_missing_bigbench_names_every_route(tmp_path, monkeypatch):
     monkeypatch.setenv("EBTKIT_CACHE", str(tmp_path / "empty"))
     with pytest.raises(DataError) as e:
-        bb.load_task("dyck_languages")
+        bb.load_task("elementary_math_qa")
     msg = str(e.value)
-    assert "\n" not in msg and "ebt data bigbench" in msg and "pip download" in msg and "EBTKIT_CACHE" in msg
-    assert str(tmp_path / "empty" / "bigbench" / bb.SDIST) in msg
+    assert "\n" not in msg and "'elementary_math_qa'" in msg and str(tmp_path / "empty" / "bigbench") in msg
+    for route in ("ebt data bigbench --from PATH", "Hugging Face exports", bb.SDIST, "'ebt data bigbench' downloads",
+                  "hf:DATASET", "dyck_languages is generated"):
+        assert route in msg
     assert not (tmp_path / "empty").exists()
 
 
@@ -338,11 +342,11 @@ def test_eval_tasks_bad_input_is_one_line_and_writes_nothing(runs, cache, capsys
     assert not (run / "eval_tasks.json").exists()
 
 
-def test_eval_tasks_without_the_sdist_says_how_to_get_it(runs, tmp_path, monkeypatch, capsys):
+def test_eval_tasks_without_bigbench_names_the_routes(runs, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("EBTKIT_CACHE", str(tmp_path / "none"))
-    assert main(["eval", str(runs / "tpp"), "--tasks", "dyck_languages"]) == 2
+    assert main(["eval", str(runs / "tpp"), "--tasks", "elementary_math_qa/question_only"]) == 2
     err = capsys.readouterr().err
-    assert "ebt data bigbench" in err and "pip download" in err and err.count("\n") == 1
+    assert "ebt data bigbench --from PATH" in err and "hf:DATASET" in err and err.count("\n") == 1
 
 
 def test_data_bigbench_offline_fails_in_one_line_and_leaves_nothing(tmp_path, monkeypatch, capsys):
@@ -353,17 +357,18 @@ def test_data_bigbench_offline_fails_in_one_line_and_leaves_nothing(tmp_path, mo
         (dest / "partial.tmp").write_bytes(b"x")          # pip may leave pieces: they must go too
         return 1
 
-    monkeypatch.setattr(bb, "pip_download", offline)
+    monkeypatch.setattr(sources, "pip_download", offline)
     assert main(["data", "bigbench"]) == 2
     err = capsys.readouterr().err
     assert "could not download bigbench==1.0.0" in err and "exit status 1" in err and err.count("\n") == 1
+    assert "--from PATH" in err and "hf:DATASET" in err and "dyck_languages is generated" in err
     assert not root.exists()
 
     def wrong_file(dest):                               # a tarball that is not PyPI's
         make_sdist(dest / bb.SDIST)
         return 0
 
-    monkeypatch.setattr(bb, "pip_download", wrong_file)
+    monkeypatch.setattr(sources, "pip_download", wrong_file)
     assert main(["data", "bigbench"]) == 2
     assert "SHA-256" in capsys.readouterr().err and not root.exists()
 
@@ -372,10 +377,10 @@ def test_data_bigbench_moves_the_download_in_and_indexes_it(tmp_path, monkeypatc
     root = tmp_path / "c"
     monkeypatch.setenv("EBTKIT_CACHE", str(root))
     fake = make_sdist(tmp_path / "src" / bb.SDIST)
-    monkeypatch.setattr(bb, "SDIST_SHA256", bb.sha256(fake))
-    monkeypatch.setattr(bb, "PAPER_TASKS", ("tiny_parent",))
+    monkeypatch.setattr(sources, "SDIST_SHA256", bb.sha256(fake))
+    monkeypatch.setattr(sources, "PAPER_TASKS", ("tiny_parent",))
     monkeypatch.setattr("ebtkit.commands.data.PAPER_TASKS", ("tiny_parent",))
-    monkeypatch.setattr(bb, "pip_download", lambda dest: (dest / bb.SDIST).write_bytes(fake.read_bytes()) and 0)
+    monkeypatch.setattr(sources, "pip_download", lambda dest: (dest / bb.SDIST).write_bytes(fake.read_bytes()) and 0)
     assert main(["data", "bigbench", "--list"]) == 0
     out = capsys.readouterr().out
     assert "indexed 5 tasks" in out and out.strip().endswith("tiny_parent/sub_b")
@@ -383,7 +388,7 @@ def test_data_bigbench_moves_the_download_in_and_indexes_it(tmp_path, monkeypatc
     assert sorted(p.name for p in c.iterdir()) == [bb.SDIST, "index.json", "tasks"]
     assert sorted(p.relative_to(c / "tasks").as_posix() for p in (c / "tasks").rglob("task.json")) == [
         "tiny_parent/sub_a/task.json", "tiny_parent/sub_b/task.json", "tiny_parent/task.json"]
-    monkeypatch.setattr(bb, "pip_download", lambda dest: pytest.fail("downloaded again"))
+    monkeypatch.setattr(sources, "pip_download", lambda dest: pytest.fail("downloaded again"))
     assert main(["data", "bigbench"]) == 0
     assert "already downloaded" in capsys.readouterr().out
 

@@ -1,10 +1,12 @@
-"""``ebt eval RUN --tasks NAME[,NAME...]``: downstream tasks (BIG-bench JSON tasks or your JSONL files).
+"""``ebt eval RUN --tasks NAME[,NAME...]``: downstream tasks (BIG-bench tasks, ``hf:`` datasets, your JSONL files).
 
 Not a subcommand: ``ebt eval`` dispatches here when ``--tasks`` is given. For the run (an EBT under each
 inference policy, or a Transformer++) and an optional ``--baseline`` Transformer++ run, on every task: the
 teacher-forced perplexity (all tokens and answer only) and multiple-choice accuracy by likelihood and, for
 EBTs, by energy (:mod:`ebtkit.eval.downstream`). One table on stdout (``--json``: the JSON instead) and
 ``RUN/eval_tasks.json`` (written to a temporary name and renamed); a progress line per task and row on stderr.
+Where a task's data did not come from a file — ``dyck_languages`` generated because no BIG-bench is indexed —
+its note is printed on stderr before the work and under the table, and kept in the JSON.
 """
 from __future__ import annotations
 
@@ -40,7 +42,8 @@ def _same_tokenizer(a, b) -> bool:
 def _options(args) -> tuple[list[str], int | None, list[int] | None, int]:
     names = [n.strip() for n in str(args.tasks).split(",") if n.strip()]
     if not names:
-        raise ValueError(f"--tasks expects task names or .jsonl paths, got {args.tasks!r}")
+        raise ValueError(f"--tasks expects BIG-bench task names, hf:DATASET[:CONFIG[:SPLIT]] or .jsonl paths, "
+                         f"got {args.tasks!r}")
     n = args.task_examples
     if n is not None and n < 1:
         raise ValueError(f"--task-examples must be >= 1, got {n}")
@@ -68,6 +71,7 @@ def _progress(t0: float):
 def run_tasks(args) -> int:
     names, limit, steps, bon = _options(args)
     tasks = [load_task(n) for n in names]               # every task file is read (and checked) first
+    notes = [t.note for t in tasks if t.note]
     run = Path(args.run)
     main = _text_run(run, "run")
     bundles = [(main, "EBT" if is_energy_model(main.model) else "Transformer++")]
@@ -83,6 +87,8 @@ def run_tasks(args) -> int:
         raise ValueError("--task-steps applies to EBT runs")
     context = min(b.config.model.context for b, _ in bundles)
     scorers = [s for b, label in bundles for s in scorers_for(b, label, steps, bon)]
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
     results = []
     for t in tasks:
@@ -90,6 +96,8 @@ def run_tasks(args) -> int:
             t.examples = t.examples[:limit]
         results.append(evaluate_task(scorers, t, main.tokenizer, context, batch_size=args.batch_size,
                                      seed=args.seed, log=_progress(t0)))
+        if t.note:
+            results[-1]["note"] = t.note
     seconds = time.perf_counter() - t0
     out = {"run": str(run), "baseline": str(args.baseline) if args.baseline else None, "context": context,
            "seed": args.seed, "batch_size": args.batch_size, "task_examples": limit, "best_of_n": bon,
@@ -100,6 +108,8 @@ def run_tasks(args) -> int:
         print(json.dumps(out, indent=2))
     else:
         print(format_table(results))
+        for note in notes:
+            print(f"note: {note}")
         print(f"context {context} tokens, seed {args.seed}, {seconds:.1f} s; eval_tasks: {path}")
     return 0
 
