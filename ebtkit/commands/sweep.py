@@ -39,7 +39,7 @@ def add_parser(sub):
 
 
 def build_spec(args) -> dict:
-    from ..study.spec import load_spec, merge_specs, normalise_spec, spec_from_flags
+    from ..study.spec import load_spec, merge_specs, normalise_spec, safe_name, spec_from_flags
     base = load_spec(args.spec) if args.spec else {}
     flags = spec_from_flags(preset=args.preset, models=args.models, seeds=args.seeds, steps=args.steps,
                             width=args.width, depth=args.depth, batch=args.batch, sets=args.set, system=args.system)
@@ -47,7 +47,7 @@ def build_spec(args) -> dict:
         del flags["axes"]
     spec = merge_specs(base, flags)
     if "name" not in spec and args.out:
-        spec["name"] = Path(args.out).name          # a flags-only sweep is named after its directory
+        spec["name"] = safe_name(Path(args.out).resolve().name)   # a flags-only sweep is named after its directory
     if args.jobs is not None:
         spec["jobs"] = args.jobs
     if args.eval_windows is not None:
@@ -56,7 +56,7 @@ def build_spec(args) -> dict:
         spec.setdefault("eval", {})["thinking"] = True
     if args.no_flops:
         spec["flops"] = False
-    return normalise_spec(spec)
+    return normalise_spec(spec, source=args.spec)
 
 
 def run(args) -> int:
@@ -66,7 +66,7 @@ def run(args) -> int:
     out = Path(args.out or spec.get("out") or f"runs/sweep-{spec['name']}")
     if out.exists() and not out.is_dir():
         raise ValueError(f"sweep directory {out} exists and is not a folder")
-    index = run_sweep(spec, out, dry_run=args.dry_run)
+    index = run_sweep(spec, out, dry_run=args.dry_run, source=args.spec)
     if args.dry_run:
         return 0
     rows = fit_sweep(index, metric=args.metric)

@@ -21,12 +21,44 @@ def resolve_config(preset: str, model: str, overrides: dict, system: str | None 
     return cfg.to_dict()
 
 
-def non_embedding_params(config: dict) -> int:
-    """Non-embedding parameters (the shared block stack) of the model a resolved config builds."""
+def _run_config(config: dict):
+    """The ``RunConfig`` of a resolved config, its vocabulary widened to the BPE's when it trains one (the shape
+    ``ebt train`` checks before reading data)."""
     import ebtkit
     cfg = ebtkit.RunConfig.from_dict(config)
-    model = ebtkit.build_model(cfg.model)
-    return int(model.non_embedding_params())
+    if cfg.data.tokenizer == "bpe":
+        cfg = cfg.replace(**{"model.vocab_size": max(cfg.model.vocab_size, cfg.data.bpe_vocab)})
+    return cfg
+
+
+def non_embedding_params(config: dict) -> int:
+    """Non-embedding parameters (the shared block stack) of the model a resolved config builds: arithmetic on the
+    config (:func:`ebtkit.core.estimate.param_counts`, checked against built models by its tests), so a sweep
+    plans any size without allocating it."""
+    from ebtkit.core.estimate import param_counts
+    return int(param_counts(_run_config(config).model)[1])
+
+
+def training_memory(config: dict, device: str = "auto") -> int:
+    """Estimated training memory (bytes, one process) of a resolved config on ``device``; raises the one-line
+    ``DoesNotFitError`` (a ``ValueError``) that ``ebt train`` gives when it exceeds what the device has free
+    (:func:`ebtkit.core.estimate.check_fits`; ``EBT_CHECK_MEMORY=0`` skips the refusal). Allocates nothing."""
+    from ebtkit.core.estimate import check_fits
+    return int(check_fits(_run_config(config), "text", device, processes=1).total_bytes)
+
+
+def free_memory(device: str = "auto") -> tuple[int | None, str]:
+    """``(bytes, what)`` the device has free now (``None`` where the platform does not say, or when
+    ``EBT_CHECK_MEMORY=0``: nothing is then checked)."""
+    from ebtkit.core.estimate import available_memory, check_enabled
+    if not check_enabled():
+        return None, "unchecked"
+    return available_memory(device)
+
+
+def human_bytes(n: float) -> str:
+    from ebtkit.core.estimate import human_bytes as h
+    return h(n)
 
 
 def config_hash(config: dict) -> str:

@@ -8,6 +8,11 @@ subprocesses (``OMP_NUM_THREADS=1`` each; ``jobs`` at a time). Points with ident
 once and belong to every axis that asked for them. A run is finished when its ``sweep_point.json`` (written
 last) matches the planned config; anything else in its directory is a half-finished run, removed and rerun.
 ``OUT/sweep.json`` indexes the sweep (spec, environment, one record per run) and is rewritten after each run.
+
+Before anything runs — a dry run included — every distinct config is sized by arithmetic
+(:func:`check_sizes`: the estimate ``ebt train`` uses, :mod:`ebtkit.core.estimate`), and a run that cannot fit the
+device is refused in one line, as is a ``jobs`` count whose largest runs cannot fit side by side. Planning builds
+no model: non-embedding parameters are counted from the config.
 """
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ import json
 import math
 import os
 import platform
+import re
 import shutil
 import signal
 import subprocess
@@ -27,7 +33,7 @@ from pathlib import Path
 
 from . import api
 from .results import eval_metrics
-from .spec import FLOPS_FREE_KEYS, INDEX, MARKER, MODEL_SLUG, _read_json, _write_json
+from .spec import FLOPS_FREE_KEYS, INDEX, MARKER, MODEL_SLUG, _read_json, _write_json, where
 
 
 # ------------------------------------------------------------------------------------------------ plan
@@ -52,17 +58,27 @@ class Run:
 
 
 def _slug(axis_over: dict) -> str:
+    """The axis part of a run's directory name: only letters, digits, ``.``, ``_``, ``-`` and ``=`` (a value such
+    as a path cannot make the name leave ``OUT/runs``)."""
     parts = []
     for k, v in axis_over.items():
         short = k.rsplit(".", 1)[-1]
-        parts.append(f"{short}{v}".replace("/", "_").replace(" ", ""))
+        parts.append(re.sub(r"[^A-Za-z0-9._=-]", "_", f"{short}{v}"))
     return "-".join(parts)
 
 
-def plan(spec: dict) -> list[Run]:
-    """Every run of the spec, deduplicated by resolved config; fails before anything runs on a bad key."""
+def plan(spec: dict, source=None) -> list[Run]:
+    """Every run of the spec, deduplicated by resolved config; fails before anything runs on a bad key (one line
+    naming ``source``, the spec file, and the field: ``set`` or the axis point)."""
     runs: dict[str, Run] = {}
     by_hash: dict[str, Run] = {}
+    model0 = spec["models"][0]
+    system0 = spec.get("system") if model0 == "ebt" else None
+    for key, over in (("preset", {}), ("set", dict(spec["set"]))):     # the base alone first: errors name their field
+        try:
+            api.resolve_config(spec["preset"], model0, over, system0)
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"{where(source)}: {key}: {e}") from None
     for axis, ax in spec["axes"].items():
         for pt in ax["points"]:
             for model in spec["models"]:
@@ -73,7 +89,7 @@ def plan(spec: dict) -> list[Run]:
                         cfg = api.resolve_config(spec["preset"], model, {**over, "train.seed": seed}, spec.get("system")
                                                  if model == "ebt" else None)
                     except (ValueError, TypeError) as e:
-                        raise ValueError(f"axis {axis!r} point {pt}: {e}") from None
+                        raise ValueError(f"{where(source)}: axis {axis!r} point {pt}: {e}") from None
                     h = api.config_hash(cfg)
                     if h in by_hash:
                         r = by_hash[h]
@@ -119,6 +135,30 @@ def environment() -> dict:
     return {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__,
             **api.versions(), "platform": platform.platform(), "cpu": cpu, "cpu_count": os.cpu_count(),
             "omp_num_threads_per_run": 1}
+
+
+def check_sizes(runs: list[Run], spec: dict, jobs: int) -> dict[str, int]:
+    """Estimated training memory of every run (bytes, by name), by arithmetic on its config; raises a one-line
+    ``ValueError`` naming the run when one cannot fit the device (the refusal ``ebt train`` gives), or when the
+    ``jobs`` largest cannot run side by side (the sweep's runs share one device: the CPU's RAM, or one GPU)."""
+    device = spec.get("device", "auto")
+    need: dict[str, int] = {}
+    by_hash: dict[str, int] = {}
+    for r in runs:
+        if r.config_hash not in by_hash:
+            try:
+                by_hash[r.config_hash] = api.training_memory(r.config, device)
+            except ValueError as e:
+                raise ValueError(f"sweep run {r.name} ({' '.join(_sets(r.overrides)) or 'base config'}): {e}") from None
+        need[r.name] = by_hash[r.config_hash]
+    free, what = api.free_memory(device)
+    big = sorted(need.items(), key=lambda kv: -kv[1])[:max(1, min(jobs, len(need)))]
+    together = sum(b for _, b in big)
+    if free is not None and len(big) > 1 and together > free:
+        raise ValueError(f"--jobs {jobs}: the {len(big)} largest runs of the sweep ({', '.join(n for n, _ in big)}) "
+                         f"need about {api.human_bytes(together)} side by side, but {device} has "
+                         f"{api.human_bytes(free)} {what}; lower --jobs (or the spec's jobs)")
+    return need
 
 
 # ------------------------------------------------------------------------------------------------ runner
@@ -216,13 +256,17 @@ def _cost(run: Run, xs: dict) -> float:
     return s["steps"] * s["batch_size"] * s["context"] * per_token * (5.0 if run.model == "ebt" else 1.0)
 
 
-def run_sweep(spec: dict, out: str | Path, *, jobs: int | None = None, log=print, dry_run: bool = False) -> dict:
-    """Plan and run (or resume) a sweep into ``out``; returns the index (also written to ``out/sweep.json``)."""
+def run_sweep(spec: dict, out: str | Path, *, jobs: int | None = None, log=print, dry_run: bool = False,
+              source=None) -> dict:
+    """Plan and run (or resume) a sweep into ``out``; returns the index (also written to ``out/sweep.json``).
+    ``source``: the spec file, named by errors. Sizes are checked (:func:`check_sizes`) before anything is
+    written, a dry run included."""
     out = Path(out)
-    runs = plan(spec)
+    runs = plan(spec, source)
+    jobs = jobs or spec.get("jobs", 1)
+    check_sizes(runs, spec, jobs)
     params_cache: dict = {}
     xs = {r.name: x_values(r, params_cache) for r in runs}
-    jobs = jobs or spec.get("jobs", 1)
     prev = _read_json(out / INDEX) or {}
     flops_cache: dict = dict(prev.get("flops", {}))
     todo = [r for r in runs if not is_finished(out / "runs" / r.name, r, spec)]
