@@ -108,8 +108,8 @@ def run_tasks(args) -> int:
         print(json.dumps(out, indent=2))
     else:
         print(format_table(results))
+        print(f"context {context} tokens, seed {args.seed}, {seconds:.1f} s; eval_tasks: {path}")
         for note in notes:
             print(f"note: {note}")
-        print(f"context {context} tokens, seed {args.seed}, {seconds:.1f} s; eval_tasks: {path}")
     return 0
 
