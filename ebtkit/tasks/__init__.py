@@ -19,6 +19,7 @@ from ..core import checkpoint as ckpt
 from ..core.config import Config, ConfigError, ModelConfig, RunConfig
 from .base import Bundle, Task
 from .denoise import DenoiseTask
+from .reason import ReasonTask
 from .sequence import SequenceTask
 from .text import TextTask
 
@@ -26,6 +27,7 @@ TASKS: dict[str, type[Task]] = {
     "text": TextTask,
     "denoise": DenoiseTask,
     "sequence": SequenceTask,
+    "reason": ReasonTask,
 }
 
 
@@ -100,4 +102,4 @@ def save(model: nn.Module, directory: str | os.PathLike, config: Config | None =
     return ckpt.save_checkpoint(directory, model, config.to_dict(), task=task.name, extra_files=files)
 
 
-__all__ = ["TASKS", "Task", "Bundle", "TextTask", "DenoiseTask", "SequenceTask", "get_task", "preset", "load", "save", "task_of"]
+__all__ = ["TASKS", "Task", "Bundle", "TextTask", "DenoiseTask", "SequenceTask", "ReasonTask", "get_task", "preset", "load", "save", "task_of"]
