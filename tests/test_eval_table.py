@@ -110,7 +110,7 @@ def test_deterministic_samples_rule():
 
 
 def test_the_thinking_study_is_off_by_default(runs, capsys, monkeypatch):
-    import ebtkit.commands.eval as ev
+    import ebtkit.eval.runs as ev
 
     def boom(*a, **k):
         raise AssertionError("the thinking study ran")

@@ -95,3 +95,24 @@ def test_every_module_imports_alone():
             "    importlib.import_module(name)\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_the_library_never_imports_the_command_layer():
+    """Evaluation lives in ebtkit.eval (ebtkit.eval.runs), FLOP counting calls the training loop: nothing outside
+    the command layer imports ebtkit.commands or ebtkit.cli."""
+    bad = [f"{m} imports {d}" for m, deps in _graph().items() if _layer(m) != LAYERS["commands"] and m != "ebtkit"
+           for d in deps if _layer(d) == LAYERS["commands"]]
+    assert not bad, bad
+    assert "ebtkit.eval.runs" in _modules()
+
+
+def test_research_code_is_not_installed():
+    """Experimental mechanisms used only by scripts/ live in scripts/, not in the package."""
+    assert "ebtkit.eval.policies_extra" not in _modules()
+    assert (ROOT.parent / "scripts" / "policies_extra.py").is_file()
+
+
+def test_no_module_is_over_500_lines():
+    """Files have one job; a module that grows past 500 lines is split along its seams (issue 22)."""
+    long = {m: n for m, p in _modules().items() if (n := len(p.read_text().splitlines())) > 500}
+    assert not long, long

@@ -203,7 +203,7 @@ def test_staged_outputs_commit_together_or_not_at_all(tmp_path):
 def test_eval_writes_nothing_when_a_late_step_fails(tmp_path, capsys, monkeypatch):
     """Text (eval.json and thinking.png are ready when the heatmap fails), image denoising (the JSON and the
     PSNR plot are ready when the sample grid fails) and sequences (one plot is ready when the next fails)."""
-    import ebtkit.commands.eval as ev
+    import ebtkit.eval.runs as ev
     import ebtkit.eval.sequence as seq
     import ebtkit.eval.thinking_study as ts
     text = tmp_path / "text"

@@ -1,7 +1,7 @@
 """Subcommands of the ``ebt`` CLI, one module each (``add_parser`` + ``run``)."""
 from pathlib import Path
 
-from .output import atomic_write_json
+from ..core.output import atomic_write_json
 
 
 def write_json_atomic(path: Path, obj) -> None:

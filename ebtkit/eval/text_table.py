@@ -194,7 +194,7 @@ def header_lines(doc: dict) -> list[str]:
 
 
 def format_table(doc: dict) -> str:
-    """The document of :func:`ebtkit.commands.eval.evaluate_text_run` as text (``--json`` prints it as JSON)."""
+    """The document of :func:`ebtkit.eval.runs.evaluate_text` as text (``--json`` prints it as JSON)."""
     lines = header_lines(doc) + table_lines(doc["table"], doc["splits"])
     plain = doc.get("plain_steps")
     foot = ("NFE/token: energy evaluations (forward + input gradient) spent per scored token; cost: relative to the "

@@ -1,7 +1,8 @@
-"""FLOPs of one training step, counted by PyTorch's ``FlopCounterMode`` around the CLI's own training loop.
+"""FLOPs of one training step, counted by PyTorch's ``FlopCounterMode`` around the library's training loop.
 
-Method (measured, not analytic): run ``ebt train`` in this process for ``1`` and for ``1 + k`` steps with the
-same config (no periodic evaluation or saving in between; both end with the same final validation) under
+Method (measured, not analytic): run :func:`ebtkit.training.fit` (the loop ``ebt train`` runs; this module does
+not import the CLI) in this process for ``1`` and for ``1 + k`` steps with the same config (no periodic
+evaluation or saving in between; both end with the same final validation) under
 :class:`torch.utils.flop_counter.FlopCounterMode`, and take ``(F(1 + k) − F(1)) / k``. Whatever the training
 step does — the EBT's thinking steps with their second-order backward, the Transformer++'s one forward and
 backward — is counted as the real code runs it, and the final validation cancels. The counter counts
@@ -43,34 +44,33 @@ def _sdpa_mapping():
     return ops
 
 
-def _count(argv: list[str]) -> int:
+def _count(task, cfg, out: str) -> int:
+    """FLOPs of one whole ``fit`` of ``cfg`` into the new run directory ``out`` (its output silenced)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from ebtkit.cli import main
+    from ebtkit.training import fit
     with FlopCounterMode(display=False, custom_mapping=_sdpa_mapping()) as counter:
         with contextlib.redirect_stdout(io.StringIO()):
-            rc = main(argv)
-    if rc:
-        raise RuntimeError(f"ebt {' '.join(argv)} failed with status {rc}")
+            fit(task, cfg, out, progress=False, log=lambda *a, **k: None)
     return int(counter.get_total_flops())
 
 
 def train_step_flops(preset: str, model: str, overrides: dict | None = None, system: str | None = None,
                      k: int = 2) -> dict:
-    """``{"flops_per_step": F, "method": ...}`` for one optimizer step of ``ebt train`` with this config."""
+    """``{"flops_per_step": F, "method": ...}`` for one optimizer step of ``ebt train`` with this config: the
+    text task's training loop (:func:`ebtkit.training.fit`, what ``ebt train --no-eval`` runs) at seed 0."""
     import torch
+
+    from ebtkit.tasks import get_task
     torch.set_num_threads(1)
     sets = {**(overrides or {}), **_QUIET}
     sets.pop("train.steps", None)
-    base = ["train", "--preset", preset, "--model", model, "--no-progress", "--no-eval", "--seed", "0"]
-    if system:
-        base += ["--system", system]
-    for key, val in sets.items():
-        base += ["--set", f"{key}={json.dumps(val)}"]
+    task = get_task("text")
     counts = {}
     for steps in (1, 1 + k):
+        cfg = task.preset(preset, system, **{**sets, "model.model": model, "train.seed": 0, "train.steps": steps})
         with tempfile.TemporaryDirectory(prefix="ebt-flops-") as tmp:
-            counts[steps] = _count(base + ["--out", f"{tmp}/run", "--steps", str(steps)])
+            counts[steps] = _count(task, cfg, f"{tmp}/run")
     per_step = (counts[1 + k] - counts[1]) / k
     return {"flops_per_step": per_step, "method": f"FlopCounterMode, (F({1 + k} steps) - F(1 step)) / {k}"}
 
