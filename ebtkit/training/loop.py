@@ -15,7 +15,9 @@ The loop owns everything that is not about a modality:
   ``train.steps`` (recorded as ``train.schedule_steps``), and steps beyond it run at the floor LR. Any other
   change of the saved config on resume is an error, except the logging cadence (:data:`RESUMABLE`);
 * **trust**: the loss and gradient norm are checked for NaN/inf on every step (a flag on the device, read on
-  logged steps and before every evaluation and checkpoint — no per-step host sync), a non-finite validation
+  logged steps and before every evaluation and checkpoint — no per-step host sync; in fp16 a step the gradient
+  scaler skips for overflowed gradients is not divergence, a non-finite scaled loss or a loss scale collapsed
+  below ``optim.SCALE_FLOOR`` is: :func:`~ebtkit.training.optim.diverged`), a non-finite validation
   metric stops the run too, and no checkpoint with a non-finite tensor is written. A run that fails before its
   first checkpoint leaves no directory behind; after it, the directory holds the last good checkpoint and
   resumes. A lock (:class:`~ebtkit.training.rundir.RunLock`) keeps a second writer out;
@@ -41,7 +43,7 @@ from ..core.device import autocast, resolve_device, resolve_precision
 from ..core.estimate import check_fits
 from ..core.config import Config, parse_value
 from ..tasks import Task, get_task
-from .optim import consolidated, lr_factor, make_optimizer, optimizer_step, step_generator
+from .optim import SCALE_FLOOR, consolidated, diverged, lr_factor, make_optimizer, optimizer_step, step_generator
 from .rundir import MetricsLog, RunError, RunLock, abandoned, read_metrics, truncate_metrics
 
 # keys a resumed run may change (train.steps has its own rule: see the module docstring)
@@ -162,6 +164,11 @@ def fit(task: type[Task] | str, cfg: Config | None, out: str | os.PathLike, *, r
         if bool(bad):
             where = f"the last checkpoint in {out} is intact (ebt train --resume {out})" if saved_any else \
                 f"nothing was saved and {out} is not kept"
+            if scaler is not None and math.isfinite(scaler.get_scale()) and scaler.get_scale() < SCALE_FLOOR:
+                raise NonFiniteError(f"fp16: the loss scale fell to {scaler.get_scale():.3g} (below 2**-16) at or "
+                                     f"before step {done}: the gradients overflowed on every step (or the loss "
+                                     f"became NaN/inf); {where}. Use --precision bf16 or fp32, or lower the "
+                                     "learning rate")
             raise NonFiniteError(f"loss or gradient norm became NaN/inf at or before step {done}; {where}. "
                                  "Lower the learning rate or the step size alpha")
 
@@ -206,11 +213,13 @@ def fit(task: type[Task] | str, cfg: Config | None, out: str | os.PathLike, *, r
             with autocast(dev, precision):
                 loss, metrics = run.loss(model, gen)
             gnorm = optimizer_step(model, loss, opt, params, t.grad_clip, scaler)
-            bad = bad | ~torch.isfinite(loss.detach()) | ~torch.isfinite(gnorm.detach())   # no host sync
+            bad = bad | diverged(loss, gnorm, scaler)     # no host sync; fp16: a skipped step is not divergence
             done = step + 1
             if done % t.log_every == 0 or done == t.steps or step == start:
                 check_finite(done, bad)
                 rec = train_record(done, opt, gnorm, metrics)
+                if scaler is not None:         # fp16: grad_norm is inf/NaN on a step the scaler skipped
+                    rec["loss_scale"] = scaler.get_scale()
                 logger(rec)
                 if bar is not None:
                     bar.set_postfix(loss=f"{rec['loss']:.4g}")

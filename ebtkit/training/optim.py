@@ -8,6 +8,9 @@
 * :func:`step_generator` — the one random source of a training step (batch, initial candidates, noise),
   re-seeded from ``(seed, step, rank)``: exact resume, different batches per rank.
 * :func:`optimizer_step` — zero → backward → all-reduce (average over ranks) → clip → step.
+* :func:`diverged` — the per-step non-finite flag (a device tensor). In fp16 a step whose gradients overflowed is
+  skipped by the ``GradScaler`` and is not divergence; the run has diverged only when the scaled loss is non-finite
+  or the loss scale has collapsed below :data:`SCALE_FLOOR`.
 * ZeRO-1 (``train.zero = 1``, several processes): :func:`make_optimizer` shards the AdamW state over the ranks
   with ``torch.distributed.optim.ZeroRedundancyOptimizer`` (same groups, same per-group ``base_lr``); every rank
   still holds the full averaged gradients and clips them identically, then each steps its shard and broadcasts
@@ -103,6 +106,34 @@ def step_generator(seed: int, step: int, rank: int = 0, device: torch.device | s
     """The single source of randomness for one training step (batch + initial candidates + noise), on ``device``
     (:func:`ebtkit.core.rng.step_generator`; host-side draws use its host stream)."""
     return rng.step_generator(seed, step, rank, device)
+
+
+SCALE_FLOOR = 2.0 ** -16
+"""fp16: a loss scale below this means the gradients overflowed on every step since the scale was last healthy.
+The scaler starts at 2**16 and halves per skipped step, so this is 33 skipped steps in a row from the start;
+a gradient that overflows fp16 even when the loss is scaled down 65,536-fold is divergence, not a transient
+overflow (the scaler only grows the scale back after 2,000 good steps, so it cannot recover by itself)."""
+
+
+def loss_scale(scaler: "torch.amp.GradScaler") -> torch.Tensor:
+    """The scaler's current scale as a tensor on its device (no host sync)."""
+    scale = scaler._get_scale_async() if hasattr(scaler, "_get_scale_async") else None
+    return scale if scale is not None else torch.tensor(scaler.get_scale())
+
+
+def diverged(loss: torch.Tensor, gnorm: torch.Tensor, scaler: "torch.amp.GradScaler | None" = None) -> torch.Tensor:
+    """Whether this step diverged, as a bool tensor on the loss's device (no host sync; the loop ORs it into a flag
+    it reads on logged steps and before every evaluation and checkpoint).
+
+    fp32/bf16: the loss or the gradient norm is NaN/inf. fp16 (``scaler``): an overflowed gradient (norm inf/NaN
+    after unscaling) is the scaler's business — it skips the step and halves the scale, which is how fp16 finds
+    its scale (the first steps of a text EBT always overflow at the initial 2**16); the run has diverged only when
+    the *scaled* loss is non-finite or the scale collapsed below :data:`SCALE_FLOOR`."""
+    loss = loss.detach().float()
+    if scaler is None or not scaler.is_enabled():
+        return ~torch.isfinite(loss) | ~torch.isfinite(gnorm.detach())
+    scale = loss_scale(scaler).to(loss.device)
+    return ~torch.isfinite(loss * scale) | (scale < SCALE_FLOOR)
 
 
 def optimizer_step(model, loss: torch.Tensor, opt: torch.optim.Optimizer, params: list, grad_clip: float,
