@@ -139,7 +139,7 @@ def test_save_pretrained_without_config_and_card_sizes(tmp_path):
     assert e["parameters"] == sum(p.numel() for p in model.parameters())
     assert e["non_embedding_parameters"] == sum(p.numel() for p in model.backbone.parameters())
     assert e["training_data"].startswith("not recorded")
-    assert "eval" not in e and "command" not in e
+    assert "metrics" not in e and "command" not in e
     meta_b = front_matter(_saved(TransformerPP, tmp_path / "b"))
     assert "energy-based-transformer" not in meta_b["tags"] and "baseline" in meta_b["tags"]
 
@@ -265,13 +265,15 @@ def test_model_card_of_a_run_reports_metrics_command_and_runs_its_usage(tmp_path
     t, s = front_matter(tmp_path / "t"), front_matter(tmp_path / "s")
     card = hub.read_card(tmp_path / "t")                                 # huggingface_hub parses it too
     assert card.data.library_name == "ebtkit" and card.data.to_dict()["ebtkit"] == t["ebtkit"]
-    rows = json.loads((TEXT_RUN / "eval.json").read_text())["rows"]
-    assert t["ebtkit"]["eval"]["eval.json"]["rows"] == rows               # eval.json's metrics, exactly
+    rows = json.loads((TEXT_RUN / "eval.json").read_text())["rows"]     # an eval.json from before the table
+    got = t["ebtkit"]["metrics"]["eval.json"]                            # its headline: the plain row, exactly
+    assert got["val"] == {"perplexity": rows[0]["val_ppl"], "windows": None, "tokens": rows[0]["val_tokens"]}
+    assert got["ood"]["perplexity"] == rows[0]["ood_ppl"] and got["evaluated_at_step"] == 2
     assert t["ebtkit"]["validation"] == {"val_ppl": json.loads((TEXT_RUN / "checkpoint" / "state.json")
                                                               .read_text())["val_ppl"]}
     assert t["ebtkit"]["steps"] == 2 and "King James" in t["ebtkit"]["training_data"]
     assert t["ebtkit"]["reproduce"] == "ebt train --config config.json"
-    assert "eval" not in s["ebtkit"] and s["pipeline_tag"] == "time-series-forecasting"
+    assert "metrics" not in s["ebtkit"] and s["pipeline_tag"] == "time-series-forecasting"
     assert "Moving Fashion-MNIST" in s["ebtkit"]["training_data"]
     for folder in (tmp_path / "t", tmp_path / "s"):                      # the usage snippet runs as written
         text = (folder / "README.md").read_text()

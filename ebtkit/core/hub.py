@@ -18,6 +18,13 @@ rebuilds the model from its own config section (``cls.hub_config``; text runs go
 for older formats) and loads the weights. It returns the bare model (eval mode); ``ebtkit.from_pretrained``
 (the task layer) returns the whole :class:`~ebtkit.tasks.base.Bundle` with the tokenizer and extras.
 
+**Metrics that belong to the weights.** An evaluation records which weights it scored (:func:`weights_stamp`: the
+checkpoint's step and the SHA-256 of ``model.safetensors``), and the card shows only the headline metrics of
+evaluations of the weights it ships (``ebtkit.metrics``, with the step they were evaluated at); the validation
+figure saved with the checkpoint is shown as what it is (``ebtkit.validation``: measured during training), and run
+metadata (world size, elapsed time) is never shown as a metric. Which metrics are the headline of which evaluation
+file is the task layer's business (:mod:`ebtkit.tasks.hub`).
+
 This module knows only core: checkpoint I/O, configs, and the class attributes each model declares in its
 class statement (``class TextEBT(AutoregressiveEBT, HubMixin, task="text", name="ebt", config=ModelConfig,
 run_config=RunConfig, pipeline_tag="text-generation", energy_based=True)``). There is no registry: the class
@@ -25,6 +32,7 @@ that would load a mismatched checkpoint is found among ``HubMixin``'s subclasses
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -62,7 +70,9 @@ class HubError(OSError):
 class SaveInfo:
     """What a save writes beyond the weights: the run config (``None``: the model's own config wrapped as the
     task's run config), extra files, and what the model card reports (``card``: keys ``training_data``,
-    ``steps``, ``validation``, ``eval`` (file name → JSON), ``command``, ``reproduce``, ``usage``, ``repo_id``)."""
+    ``steps``, ``validation`` (metric → value, measured during training), ``metrics`` (evaluation file name →
+    headline metrics of these weights), ``stale`` (evaluation file name → the step of the other weights it scored:
+    named, not shown), ``command``, ``reproduce``, ``usage``, ``repo_id``)."""
 
     config: dict | None = None
     files: dict[str, bytes] = field(default_factory=dict)
@@ -108,6 +118,21 @@ def resolve(path_or_repo: str | os.PathLike, *, revision: str | None = None, tok
     return ckpt.find_checkpoint(local)
 
 
+def weights_stamp(checkpoint: str | os.PathLike | None) -> dict | None:
+    """Which weights a result is of: ``{"step": N, "sha256": HEX}`` — the checkpoint's training step (``None`` when
+    it records none) and the SHA-256 of its ``model.safetensors`` (the bytes that are shared). Evaluations store it;
+    the model card shows an evaluation only when its stamp matches the weights being saved. ``None`` for a model
+    that was not loaded from a checkpoint."""
+    if checkpoint is None:
+        return None
+    c = ckpt.find_checkpoint(checkpoint)
+    h = hashlib.sha256()
+    with open(c / "model.safetensors", "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return {"step": ckpt.read_state(c).get("step"), "sha256": h.hexdigest()}
+
+
 def count_parameters(model) -> tuple[int, int | None]:
     """(all parameters, the paper's non-embedding count: the shared block stack) of a model."""
     total = sum(p.numel() for p in model.parameters())
@@ -149,7 +174,7 @@ def model_card(model: "HubMixin", config: dict, info: dict[str, Any] | None = No
     if non_emb is not None:
         meta["non_embedding_parameters"] = non_emb
     meta["training_data"] = info.get("training_data") or _data_summary(config)
-    for key in ("steps", "validation", "eval", "command", "reproduce"):
+    for key in ("steps", "metrics", "validation", "stale", "command", "reproduce"):
         if info.get(key) not in (None, {}, []):
             meta[key] = info[key]
     meta["ebtkit_version"] = __version__
@@ -168,9 +193,7 @@ def model_card(model: "HubMixin", config: dict, info: dict[str, Any] | None = No
         rows.append(("training steps", str(meta["steps"])))
     body = [f"# {cls.__name__} ({cls.hub_task})", "", intro, "", "| | |", "|---|---|",
             *[f"| {k} | {v} |" for k, v in rows], ""]
-    metrics = {k: meta[k] for k in ("validation", "eval") if k in meta}
-    if metrics:
-        body += ["## Metrics", "", "```yaml", yaml.safe_dump(metrics, sort_keys=False).strip(), "```", ""]
+    body += _metrics_section(meta)
     commands = meta.get("command", [])
     if commands or "reproduce" in meta:
         body += ["## Training", ""]
@@ -183,6 +206,58 @@ def model_card(model: "HubMixin", config: dict, info: dict[str, Any] | None = No
     usage = usage.replace("REPO_ID", str(info.get("repo_id") or "REPO_ID"))
     body += ["## Usage", "", "```python", usage.strip(), "```", ""]
     return f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body)
+
+
+def _cell(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return "–" if v is None else str(v).replace("|", "\\|")
+
+
+def _table(rows: dict[str, dict], first: str) -> list[str]:
+    """A markdown table: one row per key of ``rows``, one column per key of the inner dicts (in order seen)."""
+    cols = list(dict.fromkeys(k for r in rows.values() for k in r))
+    return [f"| {first} | " + " | ".join(c.replace("_", " ") for c in cols) + " |", "|---" * (len(cols) + 1) + "|",
+            *[f"| {_cell(name)} | " + " | ".join(_cell(r.get(c)) for c in cols) + " |" for name, r in rows.items()],
+            ""]
+
+
+def _headline_tables(headline: dict) -> list[str]:
+    """A headline as markdown: its plain values as one table, its entries of plain values (e.g. one per split or
+    model) as a second, and each entry of entries (e.g. the other policies, a noise level) as a table of its own."""
+    plain = {k: v for k, v in headline.items() if not isinstance(v, dict)}
+    rows = {k: v for k, v in headline.items()
+            if isinstance(v, dict) and not any(isinstance(x, dict) for x in v.values())}
+    nested = {k: v for k, v in headline.items() if isinstance(v, dict) and k not in rows}
+    out = _table({k: {"value": v} for k, v in plain.items()}, "") if plain else []
+    if rows:
+        out += _table(rows, "")
+    for k, v in nested.items():
+        out += [f"{k}:", "", *_table({n: (r if isinstance(r, dict) else {"value": r}) for n, r in v.items()}, "")]
+    return out
+
+
+def _metrics_section(meta: dict) -> list[str]:
+    """The card's "Metrics" body: one table per evaluation of these weights, the training-time validation figure
+    (labelled as such), and the evaluations left out because they scored other weights."""
+    lines: list[str] = []
+    for name, headline in (meta.get("metrics") or {}).items():
+        head = dict(headline)
+        at = head.pop("evaluated_at_step", None)
+        lines += [f"From `{name}` (`ebt eval`" + (f", these weights at training step {at}" if at is not None else "")
+                  + "):", "", *_headline_tables(head)]
+    if meta.get("validation"):
+        at = meta.get("steps")
+        lines += ["Validation during training" + (f" (step {at})" if at is not None else "") + ", on the training "
+                  "loop's validation batches, as saved with the checkpoint: "
+                  + ", ".join(f"{k} = {_cell(v)}" for k, v in meta["validation"].items()) + ".", ""]
+    if meta.get("stale"):
+        lines += ["Not shown: " + "; ".join(f"`{n}` scored earlier weights (step {s})" if s is not None else
+                                            f"`{n}` scored other weights" for n, s in meta["stale"].items())
+                  + ". Run `ebt eval` on the run to evaluate these weights.", ""]
+    if not meta.get("metrics") and not meta.get("stale"):
+        lines += ["No `ebt eval` result of these weights was found.", ""]
+    return ["## Metrics", "", *lines]
 
 
 def read_card(path: str | os.PathLike) -> ModelCard:
@@ -355,4 +430,5 @@ class HubMixin(ModelHubMixin, library_name=LIBRARY, tags=list(HUB_TAGS)):
 
 
 __all__ = ["HubMixin", "HubError", "SaveInfo", "resolve", "first_line", "model_card", "read_card", "count_parameters",
+           "weights_stamp",
            "is_hub_error", "looks_like_repo_id", "PAPER_URL", "CARD", "RUN_ONLY_FILES"]

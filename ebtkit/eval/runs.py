@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core import checkpoint as ckpt
+from ..core.hub import weights_stamp
 from ..core.output import atomic_write_json, staged_outputs
 from ..core.thinking import is_energy_model
 from ..data.fingerprint import same_data
@@ -125,6 +126,7 @@ def evaluate_text(b, run: str | Path, steps_list: list[int] | None = None, max_w
            "table": merge_study(rows, []), "thinking": None,
            # the rows older versions wrote (one per thinking-step count; read by `ebt report`, scripts/grid.py)
            "rows": [_legacy_row(r) for r in rows if r["family"] in ("plain", "steps")]}
+    doc["weights"] = weights_stamp(b.path)       # which weights these numbers are of (the model card checks it)
     files = [out_dir / "eval.json"]
     with staged_outputs(out_dir) as stage:       # eval.json, thinking.json and the plots appear together, or none
         if study is not None:
@@ -213,6 +215,7 @@ def evaluate_denoise(first, run: str | Path, other=None, compare: str | Path | N
                    train_steps=steps, policy=(policy or Policy()).kwargs())
     files = [out_dir / "eval_denoise.json", out_dir / "psnr_vs_nfe.png", out_dir / "samples.png"]
     summary["files"] = [str(f) for f in files]
+    summary["weights"] = weights_stamp(first.path)      # which weights these numbers are of (the model card checks it)
     with staged_outputs(out_dir) as stage:       # all three files appear together, or none
         atomic_write_json(stage.path("eval_denoise.json"), summary)
         plot_psnr(result, stage.path("psnr_vs_nfe.png"))
@@ -271,6 +274,7 @@ def evaluate_sequence(first, run: str | Path, other=None, compare: str | Path | 
                    test_windows=int(data.test.shape[0]), window=cfg.model.context + 1,
                    train_steps={label: b.config.train.steps for (_, b), label in zip(bundles, models)})
         res["files"] = [str(out_dir / "eval_sequence.json"), *(str(out_dir / p) for p in res["plots"].values())]
+        res["weights"] = weights_stamp(first.path)      # which weights these numbers are of (the model card checks it)
         atomic_write_json(stage.path("eval_sequence.json"), res)
     if as_json:
         print(json.dumps(res, indent=1))

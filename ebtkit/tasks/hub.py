@@ -4,8 +4,18 @@ The models' own ``save_pretrained`` / ``from_pretrained`` / ``push_to_hub`` (:mo
 model. This module adds what only the task layer knows: the run's config and tokenizer (a :class:`Bundle`), the
 task's extra files (a sequence run's normalisation statistics), and the model card's run facts, read from the run
 directory — the validation metric and step (``checkpoint/state.json``), the evaluation files ``ebt eval`` wrote
-(``eval.json``, ``eval_denoise.json``, ``eval_sequence.json``), the commands that trained it (``command.txt``,
-one ``ebt ...`` line per invocation, appended by ``ebt train``) and the equivalent ``ebt train --config``.
+(``eval.json``, ``eval_denoise.json``, ``eval_sequence.json``, any other ``eval_*.json``), the commands that trained
+it (``command.txt``, one ``ebt ...`` line per invocation, appended by ``ebt train``) and the equivalent
+``ebt train --config``.
+
+The card reports the **headline** of each evaluation (:func:`headline`), never the whole file, so no evaluation is
+too large to keep its perplexity: text — the plain evaluation's val and OOD perplexity (and bits per byte) with
+their window and token counts, plus one line per other policy; denoising — PSNR and MSE per noise level, model and
+NFE; sequences — next-step and rollout errors per model. Only evaluations of the weights being shared are shown:
+an evaluation stores :func:`ebtkit.core.hub.weights_stamp`, and one whose stamp differs (or, for files written
+before stamps, whose recorded training steps differ from the run's) is named as stale instead. ``ebt train
+--resume`` also moves earlier evaluations aside (:func:`ebtkit.training.rundir.set_aside_evaluations`). Run
+metadata (``world_size``, ``elapsed_s``) is not a metric.
 
 What a shared folder holds is exactly: ``model.safetensors``, ``config.json``, ``README.md`` (the card) and the
 tokenizer's / task's files. Optimizer, training state and replay buffer stay in the run.
@@ -14,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import socket
 from pathlib import Path
@@ -21,13 +32,16 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..core import checkpoint as ckpt
-from ..core.hub import HubError, first_line, is_hub_error, looks_like_repo_id, resolve
+from ..core.hub import HubError, first_line, is_hub_error, looks_like_repo_id, resolve, weights_stamp
 from . import Bundle, load
 from .sequence import STATS_FILE
 
 COMMAND_FILE = "command.txt"
-EVAL_FILES = ("eval.json", "eval_denoise.json", "eval_sequence.json")
-MAX_EVAL_CHARS = 6000            # an evaluation file larger than this is summarised by its top-level numbers
+EVAL_FILES = ("eval.json", "eval_denoise.json", "eval_sequence.json")   # and any other eval_*.json, after these
+MAX_POLICIES = 24                # text: policy rows listed beside the headline (the rest: "N more in eval.json")
+# recorded with a run or an evaluation, but not measurements of the model
+RUN_METADATA = frozenset({"step", "elapsed_s", "world_size", "seed", "wall_s", "version", "format_version",
+                          "batch_size", "val_fraction", "context"})
 TASK_FILES = {"sequence": (STATS_FILE,)}   # checkpoint files a task's Bundle needs beyond the tokenizer's
 CONNECT_TIMEOUT = 10.0           # seconds to reach the Hub before a push is called offline
 
@@ -91,13 +105,136 @@ def training_data(bundle: Bundle) -> str:
     return "not recorded"
 
 
-def _eval_summary(obj: Any) -> Any:
-    """An evaluation file for the card: without local paths; a large one reduced to its top-level numbers."""
-    if isinstance(obj, dict):
-        obj = {k: v for k, v in obj.items() if k not in ("run", "compare", "path", "out")}
-        if len(json.dumps(obj)) > MAX_EVAL_CHARS:
-            obj = {k: v for k, v in obj.items() if isinstance(v, (int, float, str, bool)) and v is not None}
-    return obj
+def _num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _text_headline(doc: dict) -> dict:
+    """``eval.json``: the plain evaluation's perplexity (and bits per byte) per split with its windows and tokens,
+    and one line per other policy of the table (the thinking study's rows included)."""
+    table = doc.get("table") or []
+    splits = {s.get("name"): s for s in doc.get("splits") or [] if isinstance(s, dict)}
+    out: dict[str, Any] = {}
+    plain = next((r for r in table if r.get("family") == "plain"), table[0] if table else None)
+    if plain is not None:
+        out["policy"] = plain.get("label")
+        for name, v in (plain.get("splits") or {}).items():
+            label = splits.get(name, {}).get("label", name)
+            key = name if label == name else f"{name} ({label})"
+            out[key] = {"perplexity": v.get("ppl"), **({"bits_per_byte": v["bpb"]} if "bpb" in v else {}),
+                        "windows": splits.get(name, {}).get("windows"), "tokens": v.get("tokens")}
+        if plain.get("nfe_per_token") is not None:
+            out["nfe_per_token"] = plain["nfe_per_token"]
+    elif doc.get("rows"):                       # files from before the table: one row per thinking-step count
+        r = doc["rows"][0]
+        for name in ("val", "ood"):
+            if f"{name}_ppl" in r:
+                out[name] = {"perplexity": r[f"{name}_ppl"], "windows": doc.get("max_windows"),
+                             "tokens": r.get(f"{name}_tokens")}
+    others = [r for r in table if r is not plain]
+    if others:
+        out["other policies"] = {
+            r.get("label", "?"): {**{f"{splits.get(n, {}).get('label', n)} perplexity": v.get("ppl")
+                                     for n, v in (r.get("splits") or {}).items()},
+                                  "nfe_per_token": r.get("nfe_per_token")} for r in others[:MAX_POLICIES]}
+        if len(others) > MAX_POLICIES:
+            out["other policies"][f"({len(others) - MAX_POLICIES} more)"] = "in eval.json"
+    return out
+
+
+def _denoise_headline(doc: dict) -> dict:
+    """``eval_denoise.json``: PSNR (dB) and MSE per noise level, model and NFE, with the noisy input's."""
+    out: dict[str, Any] = {"test images": doc.get("images")}
+    plain = {"samples": 1, "select": "min", "accept_lower": False, "langevin_sigma": 0.0}
+    policy = {k: v for k, v in (doc.get("policy") or {}).items()
+              if v is not None and not (k in plain and type(v) is type(plain[k]) and v == plain[k])}
+    if policy:                                  # an inference policy other than plain thinking
+        out["policy"] = ", ".join(f"{k}={v}" for k, v in policy.items())
+    for lev in doc.get("levels") or []:
+        row: dict[str, Any] = {"noisy input": {"PSNR (dB)": lev.get("noisy", {}).get("psnr"),
+                                               "MSE": lev.get("noisy", {}).get("mse")}}
+        for model, pts in (lev.get("models") or {}).items():
+            for pt in pts:
+                row[f"{model}, {pt.get('nfe')} NFE"] = {"PSNR (dB)": pt.get("psnr"), "MSE": pt.get("mse")}
+        out[f"σ = {lev.get('sigma')}"] = row
+    return out
+
+
+def _sequence_headline(doc: dict) -> dict:
+    """``eval_sequence.json``: next-step and rollout errors per model (and the persistence baseline)."""
+    out: dict[str, Any] = {"test windows": doc.get("windows"), "observed → predicted": f"{doc.get('observed')} → "
+                           f"{doc.get('horizon')}", "units": doc.get("units")}
+    for model, m in {**(doc.get("models") or {}), "persistence (copy last)": doc.get("persistence") or {}}.items():
+        row: dict[str, Any] = {}
+        for k in ("mse", "mae"):
+            if _num((m.get("next_step") or {}).get(k)):
+                row[f"next-step {k}"] = m["next_step"][k]
+        for k in ("mse", "mae", "frame_mse", "ssim"):
+            v = (m.get("rollout") or {}).get(k)
+            if isinstance(v, dict) and _num(v.get("mean")):
+                row[f"rollout {k}"] = v["mean"]
+        if row:
+            out[model] = row
+    return out
+
+
+def _generic_headline(doc: dict) -> dict:
+    """Any other evaluation file: its top-level numbers (accuracies, counts), run metadata left out."""
+    return {k: v for k, v in doc.items() if _num(v) and k not in RUN_METADATA}
+
+
+HEADLINES = {"eval.json": _text_headline, "eval_denoise.json": _denoise_headline,
+             "eval_sequence.json": _sequence_headline}
+
+
+def headline(name: str, doc: Any) -> dict:
+    """The headline metrics of evaluation file ``name`` (what the model card shows)."""
+    if not isinstance(doc, dict):
+        return {}
+    return HEADLINES.get(name, _generic_headline)(doc)
+
+
+def _recorded_steps(doc: dict) -> int | None:
+    """The training steps an evaluation file written before weight stamps names (its title or ``train_steps``)."""
+    steps = doc.get("train_steps")
+    if isinstance(steps, dict) and steps:
+        steps = next(iter(steps.values()))
+    if _num(steps):
+        return int(steps)
+    m = re.search(r"(\d+) training steps", str(doc.get("title", "")))
+    return int(m.group(1)) if m else None
+
+
+def evaluations(bundle: Bundle, run_dir: Path) -> tuple[dict[str, dict], dict[str, int | None]]:
+    """``(metrics, stale)``: the headline of each evaluation file in ``run_dir`` that scored the bundle's weights
+    (with the step it was evaluated at), and the step of each one that scored other weights."""
+    names = [n for n in EVAL_FILES if (run_dir / n).is_file()]
+    names += sorted(f.name for f in run_dir.glob("eval_*.json") if f.name not in EVAL_FILES and f.is_file())
+    current = weights_stamp(bundle.path) if bundle.path is not None and names else None
+    metrics, stale = {}, {}
+    for name in names:
+        f = run_dir / name
+        try:
+            doc = json.loads(f.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ckpt.CheckpointError(f"corrupt {f}: {e}") from None
+        stamp = doc.get("weights") if isinstance(doc, dict) else None
+        if isinstance(stamp, dict):
+            if current is not None and stamp.get("sha256") != current["sha256"]:
+                stale[name] = stamp.get("step")
+                continue
+            at = stamp.get("step")
+        else:                                      # before stamps: the steps it names must be the run's
+            recorded = _recorded_steps(doc) if isinstance(doc, dict) else None
+            trained = getattr(getattr(bundle.config, "train", None), "steps", None)
+            if recorded is not None and trained is not None and recorded != trained:
+                stale[name] = recorded
+                continue
+            at = current["step"] if current else None
+        h = headline(name, doc)
+        if h:
+            metrics[name] = {"evaluated_at_step": at, **h} if at is not None else h
+    return metrics, stale
 
 
 def record_command(run_dir: str | os.PathLike, argv: list[str]) -> None:
@@ -142,21 +279,16 @@ def card_info(bundle: Bundle, run_dir: Path | None) -> dict[str, Any]:
         state = ckpt.read_state(bundle.path)
         if "step" in state:
             info["steps"] = state["step"]
-        val = {k: v for k, v in state.items() if k not in ("step", "elapsed_s") and isinstance(v, (int, float))}
+        val = {k: v for k, v in state.items() if k not in RUN_METADATA and _num(v)}
         if val:
             info["validation"] = val
     info["reproduce"] = "ebt train --config config.json"
     if run_dir is not None:
-        evals = {}
-        for name in EVAL_FILES:
-            f = run_dir / name
-            if f.is_file():
-                try:
-                    evals[name] = _eval_summary(json.loads(f.read_text(encoding="utf-8")))
-                except (json.JSONDecodeError, UnicodeDecodeError) as e:
-                    raise ckpt.CheckpointError(f"corrupt {f}: {e}") from None
-        if evals:
-            info["eval"] = evals
+        metrics, stale = evaluations(bundle, run_dir)
+        if metrics:
+            info["metrics"] = metrics
+        if stale:
+            info["stale"] = stale
         cmd = run_dir / COMMAND_FILE
         if cmd.is_file():
             info["command"] = [ln for ln in cmd.read_text(encoding="utf-8").splitlines() if ln.strip()]
@@ -213,4 +345,4 @@ def push_to_hub(source: Bundle | str | os.PathLike, repo_id: str, *, private: bo
 
 
 __all__ = ["from_pretrained", "save_pretrained", "push_to_hub", "card_info", "shared_files", "record_command",
-           "training_data", "usage_snippet", "COMMAND_FILE", "EVAL_FILES"]
+           "training_data", "usage_snippet", "headline", "evaluations", "COMMAND_FILE", "EVAL_FILES"]

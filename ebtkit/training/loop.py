@@ -44,7 +44,7 @@ from ..core.estimate import check_fits
 from ..core.config import Config, parse_value
 from ..tasks import Task, get_task
 from .optim import SCALE_FLOOR, consolidated, diverged, lr_factor, make_optimizer, optimizer_step, step_generator
-from .rundir import MetricsLog, RunError, RunLock, abandoned, read_metrics, truncate_metrics
+from .rundir import MetricsLog, RunError, RunLock, abandoned, read_metrics, set_aside_evaluations, truncate_metrics
 
 # keys a resumed run may change (train.steps has its own rule: see the module docstring)
 RESUMABLE = ("train.steps", "train.log_every", "train.eval_every", "train.save_every", "train.eval_batches",
@@ -199,6 +199,7 @@ def fit(task: type[Task] | str, cfg: Config | None, out: str | os.PathLike, *, r
     try:
         if main and resume:
             truncate_metrics(metrics_path, start)
+            set_aside_evaluations(out, start)    # they scored the weights this run is about to change
         logger = MetricsLog(out if main else None, start)
         bar = tqdm(total=t.steps, initial=start, unit="step", dynamic_ncols=True, file=sys.stderr, leave=False) \
             if progress and main else None

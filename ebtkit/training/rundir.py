@@ -4,6 +4,11 @@ A run directory holds ``checkpoint/`` (:mod:`ebtkit.core.checkpoint`), ``metrics
 logged step and evaluation), TensorBoard event files with the same scalars when ``tensorboard`` is installed
 (``pip install ebtkit[tensorboard]``; ``tensorboard --logdir runs/`` opens every run), and, while a process
 trains into it, ``.lock`` (PID and host of the writer).
+
+Evaluations (``eval*.json``, ``thinking.json`` and the pictures they list) describe the weights they scored. When
+a run is resumed its weights change, so :func:`set_aside_evaluations` moves them into ``stale-evals/step-N/``
+(N: the step of the weights they scored): ``ebt report``, sweeps and the model card then see no evaluation
+rather than one of other weights.
 """
 from __future__ import annotations
 
@@ -87,6 +92,38 @@ def abandoned(run: Path) -> bool:
                 or _alive(owner["pid"]):
             return False
     return True
+
+
+STALE_DIR = "stale-evals"
+
+
+def set_aside_evaluations(run: Path, step: int) -> Path | None:
+    """Move the run's evaluation files (``eval*.json``, ``thinking.json`` and the files they list that lie in the
+    run directory) into ``run/stale-evals/step-<step>/`` (a second set of the same step goes to ``step-<step>-2``,
+    ...). Returns that folder, or ``None`` when there was nothing to move."""
+    run = Path(run)
+    docs = sorted([*run.glob("eval*.json"), *run.glob("thinking.json")])
+    names = {p.name for p in docs}
+    for p in docs:
+        try:
+            listed = json.loads(p.read_text(encoding="utf-8")).get("files", [])
+        except (OSError, ValueError, AttributeError):
+            listed = []
+        for f in listed if isinstance(listed, list) else []:
+            name = Path(str(f)).name
+            if name and (run / name).is_file():
+                names.add(name)
+    names = {n for n in names if (run / n).is_file()}
+    if not names:
+        return None
+    dest, k = run / STALE_DIR / f"step-{step}", 1
+    while dest.exists():
+        k += 1
+        dest = run / STALE_DIR / f"step-{step}-{k}"
+    dest.mkdir(parents=True)
+    for n in sorted(names):
+        os.replace(run / n, dest / n)
+    return dest
 
 
 def read_metrics(path: Path) -> list[dict]:
