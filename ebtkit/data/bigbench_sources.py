@@ -61,12 +61,12 @@ def cache_dir() -> Path:
     return Path(root).expanduser() / "bigbench"
 
 
-def routes() -> str:
-    """Every way to get BIG-bench, in one clause (for one-line errors)."""
+def routes(download: bool = True) -> str:
+    """Every way to get BIG-bench, in one clause (for one-line errors); ``download=False``: all but the download."""
+    get = (f"; 'ebt data bigbench' downloads the sdist ({PIP_SPEC}) where PyPI still serves it" if download else "")
     return ("'ebt data bigbench --from PATH' indexes a BIG-bench clone, its benchmark_tasks folder, a folder of "
-            f"Hugging Face exports (<task>.parquet/.jsonl) or the {SDIST} sdist; 'ebt data bigbench' downloads the "
-            f"sdist ({PIP_SPEC}) where PyPI still serves it; --tasks hf:DATASET reads a Hub dataset; "
-            "dyck_languages is generated when absent")
+            f"Hugging Face exports (<task>.parquet/.jsonl) or the {SDIST} sdist{get}; --tasks hf:DATASET reads a "
+            "Hub dataset; dyck_languages is generated when absent")
 
 
 # ------------------------------------------------------------------------------------------ files
@@ -142,7 +142,7 @@ def _drop_extracted(cache: Path) -> None:
 # ------------------------------------------------------------------------------------------ folders
 def _task_folder(path: Path) -> Path | None:
     """The ``benchmark_tasks`` folder of a clone (or the folder itself), if ``path`` is one."""
-    for root in (path / "bigbench" / "benchmark_tasks", path):
+    for root in (path / "bigbench" / "benchmark_tasks", path / "benchmark_tasks", path):
         if root.is_dir() and any(root.glob("*/task.json")):
             return root
     return None
@@ -292,7 +292,7 @@ def fetch_sdist(cache: Path | None = None, download=None, log=print) -> Path:
         got = tmp / SDIST
         if rc != 0 or not got.is_file():
             raise DataError(f"could not download {PIP_SPEC} from PyPI (pip exit status {rc}"
-                            f"{': ' + why if why else ''}); {routes()}")
+                            f"{': ' + why if why else ''}); other routes: {routes(download=False)}")
         digest = sha256(got)
         if digest != SDIST_SHA256:
             raise DataError(f"downloaded {SDIST} has SHA-256 {digest}, expected {SDIST_SHA256}")
