@@ -74,8 +74,8 @@ def test_json_is_the_table(runs, capsys):
     for r in doc["table"]:
         line = _line(out, r["label"])
         cells = [f"{r['nfe_per_token']:.2f}", f"×{r['cost']:.1f}",
-                 *(f"{r['splits'][s]['ppl']:.3f}" for s in ("val", "ood"))]
-        assert line[len(r["label"]):].split()[:4] == cells
+                 *(f"{r['splits'][s][k]:.3f}" for s in ("val", "ood") for k in ("ppl", "bpb"))]
+        assert line[len(r["label"]):].split()[:6] == cells                # bits per byte beside each perplexity
     assert doc["rows"][0]["steps"] == 2 and doc["rows"][0]["val_ppl"] == doc["table"][0]["splits"]["val"]["ppl"]
     assert doc["thinking"] is None
 

@@ -4,6 +4,7 @@ and not after a resume, which moves earlier evaluations aside — and no run met
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -50,6 +51,8 @@ def test_card_after_eval_then_eval_thinking_then_resume(run, tmp_path, capsys):
     assert m["evaluated_at_step"] == 4 and m["policy"] == row["label"]
     assert m["val"]["perplexity"] == row["splits"]["val"]["ppl"] and m["val"]["windows"] == 4
     assert m["val"]["tokens"] == row["splits"]["val"]["tokens"]
+    bpb = row["splits"]["val"]["bpb"]                                      # a byte run: bits per byte = log2(ppl)
+    assert bpb == pytest.approx(math.log2(row["splits"]["val"]["ppl"])) and m["val"]["bits_per_byte"] == bpb
     ood = next(k for k in m if k.startswith("ood"))
     assert m[ood]["perplexity"] == row["splits"]["ood"]["ppl"] and m[ood]["windows"] == 4
     assert f"| val | {row['splits']['val']['ppl']:.6g} |" in text and "these weights at training step 4" in text

@@ -26,6 +26,10 @@ class ByteTokenizer:
     def token_bytes(self, i: int) -> bytes:
         return bytes([int(i)])
 
+    def byte_lengths(self) -> torch.Tensor:
+        """Bytes each token id stands for (V,): all 1 (bits per token = bits per byte)."""
+        return torch.ones(self.vocab_size, dtype=torch.long)
+
     def files(self) -> dict[str, bytes]:
         return {}
 
@@ -70,6 +74,12 @@ class BPETokenizer:
         piece = self.tok.id_to_token(int(i)) or ""
         table = _byte_level_decoder()
         return bytes(table[c] for c in piece if c in table)
+
+    def byte_lengths(self) -> torch.Tensor:
+        """Bytes each token id stands for (V,): what turns a per-token loss into bits per byte."""
+        if getattr(self, "_lengths", None) is None:
+            self._lengths = torch.tensor([len(self.token_bytes(i)) for i in range(self.vocab_size)], dtype=torch.long)
+        return self._lengths
 
     def files(self) -> dict[str, bytes]:
         return {self.FILE: self.tok.to_str().encode("utf-8")}

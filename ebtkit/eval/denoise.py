@@ -137,7 +137,8 @@ def evaluate(models: dict[str, torch.nn.Module], test: torch.Tensor, diffusion: 
                     rows.append({"nfe": n * reps, "method": "ddim" if reps == 1 else f"ddim {n}x{reps}", **_score(mse)})
             level["models"][label] = rows
         levels.append(level)
-    return {"images": len(clean), "seed": spec.seed, "levels": levels, "samples": samples}
+    return {"images": len(clean), "seed": spec.seed, "levels": levels, "samples": samples,
+            "policy": (policy or Policy()).kwargs()}
 
 
 def _score(mse: torch.Tensor) -> dict:
@@ -146,14 +147,40 @@ def _score(mse: torch.Tensor) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- output
+def describe_policy(policy: dict | None) -> str:
+    """The EBT's inference policy in words (``Policy.kwargs()``), for the table's header."""
+    p = {**Policy().kwargs(), **(policy or {})}
+    parts = []
+    if p["samples"] > 1:
+        pick = "lowest final energy" if p["select"] == "min" else "largest energy drop"
+        parts.append(f"best of {p['samples']} samples ({pick}; --samples)")
+    if p["accept_lower"]:
+        parts.append("a step kept only where it lowers the energy (--accept-lower)")
+    if p["tol"] is not None:
+        parts.append(f"early stop once |ΔE| < {p['tol']:g} (--tol)")
+    if p["langevin_sigma"]:
+        parts.append(f"Langevin noise σ = {p['langevin_sigma']:g}")
+    if p["alpha"] is not None or p["alpha_mult"] is not None:
+        parts.append(f"step size {p['alpha']:g}" if p["alpha"] is not None else f"step size ×{p['alpha_mult']:g}")
+    return "; ".join(parts) if parts else "plain thinking (1 sample, every step kept)"
+
+
 def format_table(result: dict) -> str:
-    """One block per noise level: rows by NFE, two columns (PSNR dB, MSE) per model."""
+    """One block per noise level: rows by NFE, two columns (PSNR dB, MSE) per model, and for an EBT the NFEs its
+    policy spent per image (``NFE`` is its thinking steps per sample: best-of-N spends N times that, early stopping
+    less). The header names the EBT's inference policy (``result["policy"]``)."""
     lines = []
+    ebt_labels = {lab for lv in result["levels"] for lab, rows in lv["models"].items()
+                  if any("nfe_spent" in r for r in rows)}
+    if ebt_labels:
+        lines += [f"EBT inference policy: {describe_policy(result.get('policy'))}; NFE = thinking steps per sample, "
+                  "spent = network evaluations per image", ""]
     for lv in result["levels"]:
         labels = list(lv["models"])
         lines.append(f"σ = {lv['sigma']:g} (t = {lv['t']}, noise std {lv['noise_std']:.3f}); noisy input: "
                      f"PSNR {lv['noisy']['psnr']:.2f} dB, MSE {lv['noisy']['mse']:.1f}; {result['images']} images")
-        head = f"{'NFE':>12}" + "".join(f"{lab + ' PSNR':>16}{lab + ' MSE':>14}" for lab in labels)
+        head = f"{'NFE':>12}" + "".join(f"{lab + ' PSNR':>16}{lab + ' MSE':>14}" +
+                                        (f"{lab + ' spent':>14}" if lab in ebt_labels else "") for lab in labels)
         lines += [head, "-" * len(head)]
         keys = sorted({(r["nfe"], r["method"] if r["method"].startswith("ddim ") else "") for rs in lv["models"].values() for r in rs},
                       key=lambda k: (k[0], k[1]))
@@ -163,6 +190,8 @@ def format_table(result: dict) -> str:
                 row = next((r for r in lv["models"][lab] if r["nfe"] == nfe and
                             (r["method"] if r["method"].startswith("ddim ") else "") == method), None)
                 cells += f"{row['psnr']:>16.2f}{row['mse']:>14.1f}" if row else f"{'—':>16}{'—':>14}"
+                if lab in ebt_labels:
+                    cells += f"{row['nfe_spent']:>14.4g}" if row and "nfe_spent" in row else f"{'—':>14}"
             lines.append(cells)
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"

@@ -34,7 +34,7 @@ from .inference import Policy
 from .sequence import evaluate_sequence as _evaluate_sequence
 from .sequence import format_sequence_report
 from .text_table import format_table as format_text_table
-from .text_table import merge_study, policy_rows, split_info, study_rows
+from .text_table import add_bits_per_byte, merge_study, policy_rows, split_info, study_rows
 from .thinking_study import BON_SAMPLES, THINK_STEPS, evaluate_thinking
 
 
@@ -118,7 +118,7 @@ def evaluate_text(b, run: str | Path, steps_list: list[int] | None = None, max_w
         title = f"Transformer++ ({cfg.preset} preset, {cfg.train.steps} training steps)"
     rows = policy_rows(model, splits, context, policies, plain=plain, max_windows=max_windows, batch_size=batch_size,
                        seed=seed)
-    info = split_info(splits, context, max_windows)
+    info = split_info(splits, context, max_windows, b.tokenizer)
     out_dir = ckpt.run_dir_of(run)
     doc = {"run": str(run), "title": title, "model": cfg.model.model, "system": cfg.thinking.system if ebt else None,
            "preset": cfg.preset, "data": data.source, "val_fraction": cfg.data.val_fraction, "ood": cfg.data.ood,
@@ -140,7 +140,7 @@ def evaluate_text(b, run: str | Path, steps_list: list[int] | None = None, max_w
                 "run": str(run), "preset": cfg.preset, "system": cfg.thinking.system, "data": data.source,
                 "ood": cfg.data.ood, "baseline": str(study.baseline) if study.baseline else None, **res})
             files += [out_dir / "thinking.json", *map(Path, res["plots"])]
-            s_info = split_info(splits, context, windows)
+            s_info = split_info(splits, context, windows, b.tokenizer)
             extra = study_rows(res, s_info, model, plain)
             thinking = {k: res[k] for k in ("tolerances", "uncertainty", "random_vs_real", "gains", "plots")}
             thinking["max_windows"] = windows
@@ -150,6 +150,7 @@ def evaluate_text(b, run: str | Path, steps_list: list[int] | None = None, max_w
                 thinking.update(table=merge_study(extra, []), splits=s_info)
             doc["thinking"] = thinking
         doc["files"] = [str(f) for f in files]
+        add_bits_per_byte(doc)                   # bits per byte beside every perplexity: byte and BPE runs compare
         atomic_write_json(stage.path("eval.json"), doc)
     if as_json:
         print(json.dumps(doc, indent=1))

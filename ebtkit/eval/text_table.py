@@ -3,7 +3,8 @@
 Every row is one policy scored on the same windows of every split: the first ``max_windows`` non-overlapping
 windows of ``context + 1`` tokens (:func:`ebtkit.data.text.eval_windows`), exact perplexity
 ``exp(Σ NLL / Σ tokens)`` (:func:`ebtkit.eval.metrics.perplexity`). A split is the validation text (``val``) or an
-out-of-distribution text, named after its corpus (``pydoc``). The header gives each split's windows and tokens.
+out-of-distribution text, named after its corpus (``pydoc``). The header gives each split's windows and tokens
+(and the bytes those tokens spell, when the tokenizer is known).
 
 Columns:
 
@@ -14,6 +15,9 @@ Columns:
   pass per token, no NFEs); a Transformer++ *baseline* row in an EBT's table has no cost in NFEs (``—``);
 * **<split> ppl**, and with the thinking study **<split> Δ%**: the perplexity gain over the plain row with a
   paired bootstrap 95 % interval over windows (:func:`ebtkit.eval.thinking_study.policy_table`);
+* **<split> bpb** — bits per byte, ``Σ NLL / ln 2 / Σ bytes`` of the scored tokens (= ``log2(ppl) · tokens /
+  bytes``): the figure that compares runs with different tokenizers (a byte run's bpb is ``log2(ppl)``; a BPE
+  run's perplexity is per token, several bytes each, so its perplexities are not comparable with a byte run's);
 * **note** — the plain row; rows whose perplexities equal the plain row's. Best-of-N from a deterministic start
   (``model.init = "zeros"``, the System 1 recipe) without inference noise thinks N times from the same
   candidate along the same path: its N samples are one, so it gives the plain result at N times the cost. That is
@@ -41,13 +45,44 @@ PLAIN_NOTE = "plain evaluation"
 FAMILY_ORDER = ("plain", "steps", "longer", "best-of-N", "early stop", "transformer++")
 
 
-def split_info(splits: dict[str, tuple[str, torch.Tensor]], context: int, max_windows: int) -> list[dict]:
-    """Header facts of each split (``name → (label, tokens)``): windows scored and tokens scored."""
+def split_info(splits: dict[str, tuple[str, torch.Tensor]], context: int, max_windows: int,
+               tokenizer=None) -> list[dict]:
+    """Header facts of each split (``name → (label, tokens)``): windows scored and tokens scored, and with the
+    run's ``tokenizer`` the bytes those scored tokens spell (for bits per byte)."""
     out = []
+    lengths = tokenizer.byte_lengths() if tokenizer is not None and hasattr(tokenizer, "byte_lengths") else None
     for name, (label, tokens) in splits.items():
         windows = min(max_windows, len(tokens) // (context + 1))
-        out.append({"name": name, "label": label, "windows": windows, "tokens": windows * context})
+        info = {"name": name, "label": label, "windows": windows, "tokens": windows * context}
+        if lengths is not None and windows:
+            targets = torch.as_tensor(tokens[: windows * (context + 1)]).view(windows, context + 1)[:, 1:]
+            info["bytes"] = int(lengths[targets.long().clamp(max=len(lengths) - 1)].sum())
+        out.append(info)
     return out
+
+
+def bits_per_byte(ppl: float, tokens: int, nbytes: int | None) -> float | None:
+    """``log2(ppl) · tokens / bytes``: the summed NLL in bits per byte of text (None without a byte count)."""
+    if not nbytes or not tokens or not ppl > 0:
+        return None
+    return math.log2(ppl) * tokens / nbytes if math.isfinite(ppl) else math.inf
+
+
+def add_bits_per_byte(doc: dict) -> dict:
+    """Write ``bpb`` beside every ``ppl`` of the document's tables (the main one and a thinking study's on other
+    windows), from their splits' byte counts. Returns ``doc``."""
+    def fill(rows, splits):
+        nbytes = {s["name"]: s.get("bytes") for s in splits or []}
+        for r in rows or []:
+            for name, v in r.get("splits", {}).items():
+                b = bits_per_byte(v.get("ppl", math.nan), v.get("tokens", 0), nbytes.get(name))
+                if b is not None:
+                    v["bpb"] = b
+    fill(doc.get("table"), doc.get("splits"))
+    study = doc.get("thinking") or {}
+    if study.get("table"):
+        fill(study["table"], study.get("splits"))
+    return doc
 
 
 def deterministic_samples(model, policy: Policy | None, plain: Policy | None) -> bool:
@@ -122,7 +157,7 @@ def study_rows(study: dict, splits: list[dict], model, plain: Policy) -> list[di
         if family == "transformer++":
             label = "Transformer++ baseline (1 forward)"
         elif family in ("plain", "longer"):
-            label = f"EBT, {pol.steps} steps" + (" (trained)" if family == "plain" else "")
+            label = f"EBT, {pol.steps} step{'' if pol.steps == 1 else 's'}" + (" (trained)" if family == "plain" else "")
         else:
             label = "EBT, " + rec["label"]
         rows.append(_row(family, label, pol, per, plain.steps))
@@ -166,9 +201,12 @@ def _gain(v: dict) -> str:
 def table_lines(rows: list[dict], splits: list[dict]) -> list[str]:
     """The rows as aligned text: policy, NFE/token, cost, then each split's perplexity (and gain), and a note."""
     gains = any("gain_pct" in v for r in rows for v in r["splits"].values())
+    nbytes = {s["name"]: s.get("bytes") for s in splits}
+    bpb = {s["name"]: bool(nbytes[s["name"]]) for s in splits}
     head = f"{'policy':<42}{'NFE/token':>10}{'cost':>7}"
     for s in splits:
-        head += f"{s['label'] + ' ppl':>{max(11, len(s['label']) + 6)}}" + (f"{s['label'] + ' Δ%':>{20}}" if gains else "")
+        head += f"{s['label'] + ' ppl':>{max(11, len(s['label']) + 6)}}" + \
+            (f"{'bpb':>7}" if bpb[s["name"]] else "") + (f"{s['label'] + ' Δ%':>{20}}" if gains else "")
     lines = [head + "  note", "-" * (len(head) + 6)]
     for r in rows:
         nfe = "1 fwd" if r["family"] == "transformer++" else \
@@ -178,7 +216,11 @@ def table_lines(rows: list[dict], splits: list[dict]) -> list[str]:
         for s in splits:
             v = r["splits"].get(s["name"])
             width = max(11, len(s["label"]) + 6)
-            line += f"{_fmt_ppl(v['ppl']) if v else '—':>{width}}" + (f"{_gain(v) if v else '—':>20}" if gains else "")
+            line += f"{_fmt_ppl(v['ppl']) if v else '—':>{width}}"
+            if bpb[s["name"]]:
+                b = bits_per_byte(v["ppl"], v["tokens"], nbytes[s["name"]]) if v else None
+                line += f"{'—' if b is None else f'{b:.3f}':>7}"
+            line += f"{_gain(v) if v else '—':>20}" if gains else ""
         lines.append((line + "  " + r["note"]).rstrip())
     return lines
 
@@ -187,7 +229,8 @@ def header_lines(doc: dict) -> list[str]:
     parts = []
     for s in doc["splits"]:
         what = "out of distribution" if s["name"] != "val" else f"{doc['data']}, its last {100 * doc['val_fraction']:g} %"
-        parts.append(f"{s['label']} ({what}): {s['windows']} windows = {s['tokens']:,} tokens")
+        parts.append(f"{s['label']} ({what}): {s['windows']} windows = {s['tokens']:,} tokens"
+                     + (f" = {s['bytes']:,} bytes" if s.get("bytes") else ""))
     return [f"{doc['title']}: {doc['run']}",
             f"scored: windows of {doc['context']} predicted tokens, the first {doc['max_windows']} of each split; "
             + "; ".join(parts)]
@@ -200,6 +243,8 @@ def format_table(doc: dict) -> str:
     foot = ("NFE/token: energy evaluations (forward + input gradient) spent per scored token; cost: relative to the "
             f"plain evaluation ({plain} thinking steps = ×1.0)") if plain else \
         "cost: relative to this model's plain evaluation (one forward pass per token)"
+    if any(s.get("bytes") for s in doc["splits"]):
+        foot += "; bpb: bits per byte of the scored text (compares byte and BPE runs)"
     if any("gain_pct" in v for r in doc["table"] for v in r["splits"].values()):
         foot += "; Δ%: perplexity gain over plain, paired bootstrap 95 % interval over windows"
     lines.append(f"({foot})")
@@ -234,5 +279,6 @@ def study_lines(study: dict, labels: dict[str, str]) -> list[str]:
     return lines
 
 
-__all__ = ["IDENTICAL_NOTE", "EQUAL_NOTE", "PLAIN_NOTE", "split_info", "deterministic_samples", "policy_rows",
+__all__ = ["IDENTICAL_NOTE", "EQUAL_NOTE", "PLAIN_NOTE", "split_info", "bits_per_byte", "add_bits_per_byte",
+           "deterministic_samples", "policy_rows",
            "annotate", "study_rows", "merge_study", "table_lines", "format_table", "study_lines"]
