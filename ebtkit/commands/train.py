@@ -9,6 +9,7 @@ changed, except ``--steps`` (which keeps the schedule already run) and the loggi
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -160,10 +161,12 @@ def resolve(args) -> tuple[type[Task], Config]:
 
 
 def default_run_dir(task: type[Task], cfg: Config) -> Path:
-    """The one run-directory rule: ``runs/[<task>-]<model>-<preset>-<time>`` (the text task has no prefix)."""
+    """The one run-directory rule: ``runs/[<task>-]<model>-<preset>-<time>-<pid>`` (the text task has no prefix).
+    The process id makes two runs started in the same second (a script, a sweep by hand) different runs rather
+    than one directory both try to claim."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
     prefix = "" if task.name == "text" else f"{task.name}-"
-    return Path(f"runs/{prefix}{cfg.model.model.replace('+', 'p')}-{cfg.preset}-{stamp}")
+    return Path(f"runs/{prefix}{cfg.model.model.replace('+', 'p')}-{cfg.preset}-{stamp}-{os.getpid()}")
 
 
 def run(args) -> int:

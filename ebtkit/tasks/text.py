@@ -150,7 +150,10 @@ class TextTask(Task):
         return {"val_ppl": r["ppl"], "val_tokens": r["tokens"]}
 
     def eval_line(self, res: dict) -> str:
-        return f"val ppl {res['val_ppl']:.3f}"
+        # a quick check on the first eval_batches × batch_size windows; `ebt eval` (after training) scores more,
+        # and its table's header says how many: the two figures differ, so each says what it scored
+        n = res.get("val_tokens")
+        return f"val ppl {res['val_ppl']:.3f}" + (f" (quick check: the first {n:,} val tokens)" if n else "")
 
     def describe(self, model) -> str:
         c, d = self.cfg, self.data
