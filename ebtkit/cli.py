@@ -64,8 +64,20 @@ def build_parser() -> Parser:
     return p
 
 
+class Terminated(SystemExit):
+    """SIGTERM, raised where the process is: it unwinds like an exception (a run cleans up what it must not
+    leave) and exits with status 128 + the signal's number."""
+
+
 def _terminate(signum, frame):
-    raise SystemExit(128 + signum)     # unwinds like an exception: a run cleans up what it must not leave
+    raise Terminated(128 + signum)
+
+
+def _stopped(what: str, e: BaseException) -> str:
+    """The line a signal leaves: what stopped the command, and for ``ebt train`` the last checkpoint's step and
+    the command that continues it (``ebtkit.training.loop.stopped_note``, attached to the exception)."""
+    note = getattr(e, "ebt_resume", None)
+    return f"ebt: {what}" + (f"; {note}" if note else "")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,9 +98,12 @@ def execute(args: argparse.Namespace) -> int:
             with using_device(resolve_device(args.device)):     # a device that is not there fails here
                 return int(args._run(args) or 0)
         return int(args._run(args) or 0)
-    except KeyboardInterrupt:
-        print("ebt: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        print(_stopped("interrupted (SIGINT)", e), file=sys.stderr)
         return 130
+    except Terminated as e:
+        print(_stopped("terminated (SIGTERM)", e), file=sys.stderr)
+        raise
     except BrokenPipeError:            # output piped into e.g. `head`, which has stopped reading
         sys.stdout = open(os.devnull, "w")
         return 0

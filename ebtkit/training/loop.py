@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import os
+import shlex
 import shutil
 import sys
 import time
@@ -85,6 +86,14 @@ def train_record(step: int, opt: torch.optim.Optimizer, gnorm: torch.Tensor, met
     """One JSONL training record (the host sync of a logged step)."""
     return {"step": step, "split": "train", "lr": opt.param_groups[0]["lr"], "grad_norm": float(gnorm),
             **{k: float(v) for k, v in metrics.items()}}
+
+
+def stopped_note(out: Path, step: int | None) -> str:
+    """What a run stopped by a signal (SIGINT, SIGTERM) leaves: the newest checkpoint's step and the exact command
+    that continues it, or that nothing was kept (a run stopped before its first checkpoint is removed)."""
+    if step is None:
+        return f"no checkpoint was saved yet, so {out} is not kept"
+    return f"the last checkpoint is step {step} in {out}; continue with: ebt train --resume {shlex.quote(str(out))}"
 
 
 def fit(task: type[Task] | str, cfg: Config | None, out: str | os.PathLike, *, resume: bool = False,
@@ -154,6 +163,7 @@ def fit(task: type[Task] | str, cfg: Config | None, out: str | os.PathLike, *, r
             if f.name != lock.path.name:
                 f.unlink()
     saved_any = resume
+    last_saved = start                     # the step of the newest checkpoint (named when a signal stops the run)
     metrics_path = out / "metrics.jsonl"
     logger, bar = MetricsLog(None), None
     last_eval: dict = {}
@@ -187,7 +197,7 @@ def fit(task: type[Task] | str, cfg: Config | None, out: str | os.PathLike, *, r
         best = last_eval.get(task_cls.headline)
 
     def save(step: int) -> None:
-        nonlocal saved_any
+        nonlocal saved_any, last_saved
         with consolidated(opt):            # ZeRO-1: every rank hands its optimizer shard to rank 0 (full AdamW state)
             if main:
                 ckpt.save_checkpoint(out, model, cfg.to_dict(), task=task_cls.name, optimizer=opt,
@@ -195,6 +205,7 @@ def fit(task: type[Task] | str, cfg: Config | None, out: str | os.PathLike, *, r
                                             "elapsed_s": time.time() - t0, "world_size": dist.world_size()},
                                      extra_files=run.checkpoint_files())
                 saved_any = True
+                last_saved = step
 
     try:
         if main and resume:
@@ -241,7 +252,9 @@ def fit(task: type[Task] | str, cfg: Config | None, out: str | os.PathLike, *, r
             if done % t.save_every == 0 or done == t.steps:
                 check_finite(done, bad)
                 save(done)
-    except BaseException:
+    except BaseException as e:
+        if isinstance(e, (KeyboardInterrupt, SystemExit)):     # a signal: the CLI names the checkpoint to resume
+            e.ebt_resume = stopped_note(out, last_saved if saved_any else None)
         if main and not saved_any:
             logger.close()
             if lock is not None:
