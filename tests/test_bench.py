@@ -51,8 +51,10 @@ def test_micro_grid_runs_and_reports_every_ratio():
 
 
 def test_cli_bench_validates_before_running(capsys):
-    assert main(["bench", "--rounds", "0"]) == 2
+    with pytest.raises(SystemExit) as e:                 # refused while parsing, naming the flag
+        main(["bench", "--rounds", "0"])
+    assert e.value.code == 2
     assert main(["bench", "--vocabs", "7"]) == 2
     assert main(["bench", "--out", "/nonexistent/dir/x.json"]) == 2
     err = capsys.readouterr().err
-    assert err.count("ebt: error:") == 3
+    assert err.count("ebt: error:") == 3 and "argument --rounds:" in err and "--out /nonexistent/dir/x.json" in err

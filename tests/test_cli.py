@@ -78,7 +78,8 @@ def test_bad_data_files(tmp_path, capsys, kind, msg):
     (["--steps", "0"], "steps"),
     (["--steps", "-5"], "steps"),
     (["--lr", "-1"], "lr"),
-    (["--batch-size", "0"], "batch_size"),
+    (["--batch-size", "0"], "argument --batch-size: must be an integer >= 1, got '0'"),
+    (["--alpha", "1e30"], "argument --alpha: must be a finite number in (0, 1e+06], got '1e30'"),
     (["--alpha", "0"], "alpha"),
     (["--context", "0"], "context"),
     (["--set", "model.nope=3"], "unknown config key"),
@@ -191,8 +192,8 @@ def test_resume_refuses_changed_flags_and_keeps_the_rest(tiny_run, capsys):
 
 def test_diverging_run_fails_in_one_line_and_leaves_nothing(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["train", "--preset", "tiny", "--steps", "4", "--alpha", "1e9", "--out", str(out),
-                 "--no-progress"]) == 2
+    assert main(["train", "--preset", "tiny", "--steps", "4", "--set", "model.alpha=1e9", "--out", str(out),
+                 "--no-progress"]) == 2          # (--alpha has a bound at parse time; the config takes any α > 0)
     err = capsys.readouterr().err
     assert err.startswith("ebt: error:") and err.count("\n") == 1 and "alpha" in err and "range" not in err
     assert not out.exists()

@@ -63,8 +63,10 @@ def test_generate_refuses_bad_numbers_before_loading_the_run(tmp_path, capsys, f
 def test_the_bounds_themselves_are_accepted():
     p = build_parser()
     a = p.parse_args(["generate", "RUN", "--prompt", "x", "--temperature", "100", "--alpha", "1e6", "--top-p", "1",
-                      "--top-k", "0", "--sigma", "0", "--tol", "0", "--max-new-tokens", "0", "--seed", "0"])
-    assert (a.temperature, a.alpha, a.top_p, a.top_k, a.sigma, a.tol, a.max_new_tokens) == (100, 1e6, 1, 0, 0, 0, 0)
+                      "--top-k", "0", "--sigma", "0", "--tol", "0", "--max-new-tokens", "1", "--seed", "0",
+                      "--steps", "10000", "--samples", "1024"])
+    assert (a.temperature, a.alpha, a.top_p, a.top_k, a.sigma, a.tol, a.max_new_tokens) == (100, 1e6, 1, 0, 0, 0, 1)
+    assert (a.steps, a.samples) == (10_000, 1_024)
 
 
 @pytest.mark.parametrize("argv", [

@@ -37,7 +37,10 @@ def _stream(d):
 
 
 def _run_cli(args, capsys):
-    rc = main(args)
+    try:
+        rc = main(args)
+    except SystemExit as e:          # a flag refused while parsing (argparse exits)
+        rc = e.code
     out = capsys.readouterr()
     return rc, out.out, out.err
 

@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 
 from ..core.device import resolve_device
-from . import parse_int_list, write_json_atomic
+from . import checks, parse_int_list, write_json_atomic
+from .output import check_file
 
 
 def add_parser(sub):
@@ -22,14 +23,14 @@ def add_parser(sub):
                        description="Benchmark the text EBT (fast and reference paths) against Transformer++.")
     p.add_argument("--quick", action="store_true", help="tiny grid: a smoke test in well under a minute")
     p.add_argument("--only", choices=("train", "generate"), default=None, help="run one part only")
-    p.add_argument("--rounds", type=int, default=None, help="interleaved timing rounds (default 3; quick: 2)")
-    p.add_argument("--threads", type=int, default=1,
+    p.add_argument("--rounds", type=checks.positive_int, default=None, help="interleaved timing rounds (default 3; quick: 2)")
+    p.add_argument("--threads", type=checks.positive_int, default=1,
                    help="torch threads (default 1: stable timings on a shared machine)")
     p.add_argument("--no-memory", action="store_true", help="skip the peak-memory pass")
     p.add_argument("--sizes", default=None, help="restrict the grid, e.g. 4xs (comma-separated)")
-    p.add_argument("--contexts", default=None, help="restrict the grid, e.g. 128")
-    p.add_argument("--vocabs", default=None, help="restrict the grid, e.g. 256")
-    p.add_argument("--batches", default=None, help="restrict the train grid, e.g. 8")
+    p.add_argument("--contexts", type=checks.int_list(1), default=None, help="restrict the grid, e.g. 128")
+    p.add_argument("--vocabs", type=checks.int_list(1), default=None, help="restrict the grid, e.g. 256")
+    p.add_argument("--batches", type=checks.int_list(1), default=None, help="restrict the train grid, e.g. 8")
     p.add_argument("--out", default=None, help="write the JSON here (default: print tables only)")
     return p
 
@@ -49,6 +50,7 @@ def load_bench():
 
 
 def run(args) -> int:
+    out = check_file(args.out, "--out") if args.out else None     # where the JSON goes, before anything is timed
     dev = resolve_device(getattr(args, "device", "auto"))
     if dev.type == "cuda":
         # the GPU benchmark is its own script (parity tests, fp32/bf16 steps, sync check): benchmarks/gpu_check.py
@@ -65,9 +67,6 @@ def run(args) -> int:
         raise ValueError("--rounds must be >= 1")
     if args.threads < 1:
         raise ValueError("--threads must be >= 1")
-    out = Path(args.out) if args.out else None
-    if out is not None and not out.parent.exists():
-        raise ValueError(f"directory {out.parent} does not exist")
     grid = "quick" if args.quick else "full"
     rounds = args.rounds or (2 if args.quick else 3)
     parts = (args.only,) if args.only else ("train", "generate")

@@ -14,8 +14,18 @@ The bounds of the thinking and sampling flags, and why:
   candidate becomes one-hot and later steps do nothing; around 1e30 the logits overflow to inf/NaN.
   ``--alpha-mult`` in (0, 1e4] for the same reason.
 * ``--sigma`` (Langevin noise on the logits) and ``--tol`` finite and >= 0.
-* ``--steps``, ``--samples`` and window / batch counts integers >= 1; ``--max-new-tokens`` >= 0;
-  ``--seed`` in [0, 2**63).
+* ``--steps``, ``--samples`` and window / batch counts integers >= 1; ``--max-new-tokens`` >= 1 (0 would
+  generate nothing); ``--seed`` in [0, 2**63).
+* Thinking-step counts (``--steps``, ``--steps-list``, ``--think-steps``, ``--task-steps``, ``--ebt-nfe``) at most
+  :data:`STEPS_MAX` = 10 000 and best-of-N counts (``--samples``, ``--bon``) at most :data:`SAMPLES_MAX` = 1 024.
+  The shipped recipes think 2–3 steps and the studies go to 16 (best-of-N to 8); every step and every sample is
+  one more forward and input gradient per token, so 10 000 steps of the tiny model already take minutes per
+  evaluation window. Larger counts are mistakes (a typo's extra zeros), not settings. Memory is checked
+  separately, against the machine, before anything runs (:mod:`ebtkit.core.estimate_inference`).
+* Langevin ``--sigma`` at most :data:`SIGMA_MAX` = 1e4: noise of σ on logits of a few units is already pure
+  noise at σ = 100; beyond 1e4 the candidates' squares overflow fp32 in the softmax's neighbourhood.
+* Comma-separated lists (``--steps-list 1,2,4``) are checked element by element as parsed, so the error names
+  the flag and echoes the list (``argument --steps-list: ... got '1,x'``); the command receives the text.
 """
 from __future__ import annotations
 
@@ -27,15 +37,22 @@ TEMPERATURE_MAX = 100.0
 ALPHA_MAX = 1e6
 ALPHA_MULT_MAX = 1e4
 SEED_MAX = 2 ** 63 - 1
+STEPS_MAX = 10_000
+SAMPLES_MAX = 1_024
+SIGMA_MAX = 1e4
+
+
+def _num(v) -> str:
+    return str(v) if isinstance(v, int) else f"{v:g}"
 
 
 def _interval(lo, hi, lo_open: bool, hi_open: bool) -> str:
     if lo is not None and hi is not None:
-        return f"in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+        return f"in {'(' if lo_open else '['}{_num(lo)}, {_num(hi)}{')' if hi_open else ']'}"
     if lo is not None:
-        return f"{'>' if lo_open else '>='} {lo:g}"
+        return f"{'>' if lo_open else '>='} {_num(lo)}"
     if hi is not None:
-        return f"{'<' if hi_open else '<='} {hi:g}"
+        return f"{'<' if hi_open else '<='} {_num(hi)}"
     return "finite"
 
 
@@ -80,8 +97,62 @@ def int_range(lo: int | None = None, hi: int | None = None) -> Callable[[str], i
     return parse
 
 
+def int_list(lo: int = 1, hi: int | None = None) -> Callable[[str], str]:
+    """Comma-separated integers within ``[lo, hi]``; returns the text as typed (the command parses it)."""
+    one = int_range(lo, hi)
+
+    def parse(text: str) -> str:
+        parts = [v.strip() for v in str(text).split(",")]
+        if not any(parts):
+            raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
+        for v in parts:
+            if not v:
+                continue
+            try:
+                one(v)
+            except argparse.ArgumentTypeError:
+                raise argparse.ArgumentTypeError(f"expected comma-separated integers {_interval(lo, hi, False, False)},"
+                                                 f" got {text!r}") from None
+        return text
+
+    parse.__name__ = "integer list"
+    return parse
+
+
+def float_list(lo: float | None = None, hi: float | None = None, *, lo_open: bool = False,
+               keywords: tuple[str, ...] = ()) -> Callable[[str], str]:
+    """Comma-separated finite numbers within ``[lo, hi]`` (or one of ``keywords``, e.g. ``auto``); returns the
+    text as typed."""
+    one = finite_float(lo, hi, lo_open=lo_open)
+    want = _interval(lo, hi, lo_open, False)
+    also = "".join(f" or {k!r}" for k in keywords)
+
+    def parse(text: str) -> str:
+        if str(text).strip() in keywords:
+            return str(text).strip()
+        parts = [v.strip() for v in str(text).split(",")]
+        if not any(parts):
+            raise argparse.ArgumentTypeError(f"expected comma-separated numbers{also}, got {text!r}")
+        for v in parts:
+            if v:
+                try:
+                    one(v)
+                except argparse.ArgumentTypeError:
+                    raise argparse.ArgumentTypeError(f"expected comma-separated finite numbers {want}{also}, "
+                                                     f"got {text!r}") from None
+        return text
+
+    parse.__name__ = "number list"
+    return parse
+
+
 positive_int = int_range(1)
 nonneg_int = int_range(0)
+steps_int = int_range(1, STEPS_MAX)
+samples_int = int_range(1, SAMPLES_MAX)
+steps_list = int_list(1, STEPS_MAX)
+samples_list = int_list(1, SAMPLES_MAX)
+sigma = finite_float(0, SIGMA_MAX)
 seed_int = int_range(0, SEED_MAX)
 nonneg_float = finite_float(0)
 positive_float = finite_float(0, lo_open=True)

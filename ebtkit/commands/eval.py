@@ -34,18 +34,84 @@ dispatches; the evaluation itself is :mod:`ebtkit.eval.runs`.
 """
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
 from ..core import checkpoint as ckpt
-from ..eval.denoise import EvalSpec
+from ..eval.denoise import CHUNK, EvalSpec
 from ..eval.inference import SELECTIONS, Policy
 from ..eval.runs import (StudyOptions, check_denoise_pair, check_sequence_pair, check_text, evaluate_denoise,
                          evaluate_sequence, evaluate_text)
 from ..eval.thinking_study import BON_SAMPLES, THINK_STEPS
 from ..tasks import load
-from . import checks, parse_int_list
+from . import check_inference_memory, checks, parse_int_list, run_config
 from .downstream import run_tasks
+
+
+# Which runs take each flag (argparse dest → the tasks of the runs it applies to; "tasks" = a text run evaluated
+# on downstream tasks with --tasks). A flag given for a run whose task is not listed is an error naming the tasks
+# that take it, checked before anything is loaded or evaluated. Flags absent here (--json, --seed, --device)
+# apply to every run.
+TASK_FLAGS: dict[str, tuple[str, ...]] = {
+    "steps_list": ("text",), "max_windows": ("text",), "batch_size": ("text", "sequence", "reason", "tasks"),
+    # the thinking study (text EBTs)
+    "thinking": ("text",), "no_thinking": ("text",), "baseline": ("text", "tasks"), "tols": ("text",),
+    "thinking_windows": ("text",), "think_steps": ("text", "sequence"), "bon": ("text", "sequence"),
+    # a second run beside the first: the text EBT's Transformer++ (= --baseline), the DiT, ...
+    "compare": ("text", "tasks", "denoise", "sequence", "reason"),
+    # sequences
+    "windows": ("sequence",), "bon_sigma": ("sequence",),
+    # image denoising
+    "images": ("denoise",), "sigmas": ("denoise",), "ebt_nfe": ("denoise",), "dit_nfe": ("denoise",),
+    "select": ("denoise",), "tol": ("denoise",), "sigma": ("denoise",), "alpha": ("denoise",),
+    "samples": ("denoise", "reason"), "accept_lower": ("denoise", "reason"),
+    # reasoning (ebtkit/commands/eval_reason.py)
+    "difficulty": ("reason",), "steps": ("reason",), "instances": ("reason",),
+    # downstream tasks (ebtkit/commands/downstream.py)
+    "tasks": ("text",), "task_examples": ("tasks",), "task_steps": ("tasks",), "task_bon": ("tasks",),
+}
+_DEFAULTS: dict[str, object] = {}      # the parser's defaults of TASK_FLAGS, filled in once the flags are checked
+
+
+def _flag(dest: str) -> str:
+    return "--" + dest.replace("_", "-")
+
+
+def _kind(task: str) -> str:
+    return "text runs with --tasks" if task == "tasks" else f"{task} runs"
+
+
+def check_flags(args, task: str) -> None:
+    """Refuse a flag the run's task does not take (naming the tasks that take it), map a text run's ``--compare``
+    to ``--baseline``, then fill in the defaults of the flags not given."""
+    mode = "tasks" if task == "text" and getattr(args, "tasks", None) is not None else task
+    for dest, tasks in TASK_FLAGS.items():
+        if getattr(args, dest, None) in (None, False) or mode in tasks or (dest, mode) == ("tasks", "tasks"):
+            continue
+        kinds = [_kind(t) for t in tasks]
+        takes = kinds[0] if len(kinds) == 1 else ", ".join(kinds[:-1]) + " and " + kinds[-1]
+        raise ValueError(f"{_flag(dest)} does not apply to {args.run}, a {task} run"
+                         f"{' evaluated with --tasks' if mode == 'tasks' else ''}; it applies to {takes}")
+    if mode in ("text", "tasks") and args.compare:
+        if len(args.compare) > 1:
+            raise ValueError(f"--compare takes one Transformer++ run beside a text run, got {len(args.compare)}")
+        if args.baseline is not None and args.baseline != args.compare[0]:
+            raise ValueError(f"--compare {args.compare[0]} and --baseline {args.baseline} name two baselines; "
+                             "give one (for a text run they mean the same: a Transformer++ row beside the run)")
+        args.baseline, args.compare = args.compare[0], None
+    for dest, value in _DEFAULTS.items():
+        if getattr(args, dest, None) is None:
+            setattr(args, dest, value)
+
+
+def _defaults_after_check(p) -> None:
+    """Give every flag of :data:`TASK_FLAGS` the default None, so that :func:`check_flags` sees exactly the flags
+    typed (``--images 500`` on a text run is an error too); the real defaults are filled in after the check."""
+    for a in p._actions:
+        if a.dest in TASK_FLAGS and a.default not in (None, False):
+            _DEFAULTS[a.dest] = a.default
+            a.default = None
 
 
 def add_parser(sub):
@@ -53,7 +119,7 @@ def add_parser(sub):
                        "(text), PSNR/MSE vs network evaluations (denoising) or rollouts (sequences).")
     p.add_argument("run", help="run directory (or checkpoint directory)")
     p.add_argument("--json", action="store_true", help="print the evaluation as JSON on stdout instead of the table")
-    p.add_argument("--steps-list", default=None, help="text EBT: thinking-step counts, e.g. 1,2,4,8 (default: trained steps and 2× that)")
+    p.add_argument("--steps-list", type=checks.steps_list, default=None, help="text EBT: thinking-step counts, e.g. 1,2,4,8 (default: trained steps and 2× that)")
     p.add_argument("--max-windows", type=checks.positive_int, default=64, help="text: evaluation windows per split (default 64)")
     p.add_argument("--batch-size", type=checks.positive_int, default=16)
     p.add_argument("--seed", type=checks.seed_int, default=0, help="seed of the initial candidates")
@@ -63,11 +129,11 @@ def add_parser(sub):
     g.add_argument("--no-thinking", action="store_true", help="deprecated, does nothing: the study is off unless "
                    "--thinking is given")
     g.add_argument("--baseline", default=None, metavar="RUN", help="a Transformer++ run to compare against (study)")
-    g.add_argument("--think-steps", default=None, help="thinking-longer step counts (study default 2,4,8,16; "
+    g.add_argument("--think-steps", type=checks.steps_list, default=None, help="thinking-longer step counts (study default 2,4,8,16; "
                    "without the study: extra step-count rows; sequences 1,2,4,8)")
-    g.add_argument("--bon", default=None, help="best-of-N candidate counts (study and sequences default 2,4,8; "
+    g.add_argument("--bon", type=checks.samples_list, default=None, help="best-of-N candidate counts (study and sequences default 2,4,8; "
                    "text without the study: best-of-N rows at the trained steps, none by default)")
-    g.add_argument("--tols", default=None, help="early-stop tolerances, e.g. 0.001,0.01, or 'auto' (study; default: "
+    g.add_argument("--tols", type=checks.float_list(0, keywords=("auto",)), default=None, help="early-stop tolerances, e.g. 0.001,0.01, or 'auto' (study; default: "
                    "quantiles 0.25/0.5/0.9 of the per-token energy change one step past the trained steps)")
     g.add_argument("--thinking-windows", type=checks.positive_int, default=None, help="windows per split for the study (default: "
                    "--max-windows, the table's own windows)")
@@ -80,16 +146,17 @@ def add_parser(sub):
                    help="a second run of the same task (the DiT, the Transformer++) evaluated on the same inputs "
                         "(reasoning runs: repeatable, any number of runs of the same problem)")
     g.add_argument("--images", type=checks.positive_int, default=500, help="test images to evaluate (default 500)")
-    g.add_argument("--sigmas", default=None, help="noise levels, e.g. 0.1,0.2 (default: the run's eval_sigmas)")
-    g.add_argument("--ebt-nfe", default="1,2,3,5,10", help="EBT thinking steps to report (default 1,2,3,5,10)")
-    g.add_argument("--dit-nfe", default="1,2,3,5,10,100",
+    g.add_argument("--sigmas", type=checks.float_list(0, lo_open=True), default=None, help="noise levels, e.g. 0.1,0.2 (default: the run's eval_sigmas)")
+    g.add_argument("--ebt-nfe", type=checks.steps_list, default="1,2,3,5,10", help="EBT thinking steps to report (default 1,2,3,5,10)")
+    g.add_argument("--dit-nfe", type=checks.int_list(1, 100_000), default="1,2,3,5,10,100",
                    help="DiT DDIM steps to report (default 1,2,3,5,10,100; the full chain is always added)")
-    g.add_argument("--samples", type=checks.positive_int, default=None, help="EBT best-of-N candidates per image "
+    g.add_argument("--samples", type=checks.samples_int, default=None, help="EBT best-of-N candidates per image "
                    "(default 1); reasoning runs: starts per instance for best-of-N (default 8)")
     g.add_argument("--select", default="min", choices=SELECTIONS, help="best-of-N selection (min | max_drop)")
     g.add_argument("--accept-lower", action="store_true", help="EBT: keep a step only where it lowers the energy")
     g.add_argument("--tol", type=checks.nonneg_float, default=None, help="EBT: stop an image once its energy changes by less")
-    g.add_argument("--sigma", type=checks.nonneg_float, default=0.0, help="EBT: Langevin noise σ at inference (0 = none)")
+    g.add_argument("--sigma", type=checks.sigma, default=0.0, help="EBT: Langevin noise σ at inference (0 = none; at most "
+                   f"{checks.SIGMA_MAX:g})")
     g.add_argument("--alpha", type=checks.step_size, default=None, help="EBT: step size α override")
     g = p.add_argument_group("reasoning runs (--task reason; ebtkit/commands/eval_reason.py; also --compare, "
                              "--samples, --accept-lower)")
@@ -106,9 +173,10 @@ def add_parser(sub):
                    "name or a local parquet/JSONL path) or .jsonl files: perplexity and multiple-choice accuracy, "
                    "with --baseline TPP_RUN beside the run; writes eval_tasks.json")
     g.add_argument("--task-examples", type=int, default=None, metavar="N", help="the first N examples of each task")
-    g.add_argument("--task-steps", default=None, help="EBT thinking-step counts (default: trained and 4× that)")
+    g.add_argument("--task-steps", type=checks.steps_list, default=None, help="EBT thinking-step counts (default: trained and 4× that)")
     g.add_argument("--task-bon", type=int, default=4, help="best-of-N rows with N candidates (default 4; 1: none; "
                    "only for a random start)")
+    _defaults_after_check(p)
     return p
 
 
@@ -131,8 +199,8 @@ def parse_tols(text: str) -> list[float] | str:
         vals = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise ValueError(f"--tols expects 'auto' or comma-separated numbers, got {text!r}") from None
-    if not vals or any(v < 0 for v in vals):
-        raise ValueError(f"--tols must be non-negative, got {text!r}")
+    if not vals or not all(math.isfinite(v) and v >= 0 for v in vals):
+        raise ValueError(f"--tols must be finite and non-negative, got {text!r}")
     return vals
 
 
@@ -147,9 +215,9 @@ def _text(args, meta: dict) -> int:
                              "the thinking study; drop one of them")
         print("ebt: note: --no-thinking is deprecated and does nothing: the thinking study is off unless --thinking "
               "is given", file=sys.stderr)
-    steps = parse_int_list(args.steps_list) if args.steps_list else None
-    think_steps = parse_int_list(args.think_steps) if args.think_steps else None
-    bon = parse_int_list(args.bon) if args.bon else None
+    steps = parse_int_list(args.steps_list, "--steps-list") if args.steps_list else None
+    think_steps = parse_int_list(args.think_steps, "--think-steps") if args.think_steps else None
+    bon = parse_int_list(args.bon, "--bon") if args.bon else None
     tols = parse_tols(args.tols) if args.tols is not None else "auto"
     if args.thinking_windows is not None and args.thinking_windows < 1:
         raise ValueError("--thinking-windows must be >= 1")
@@ -164,6 +232,16 @@ def _text(args, meta: dict) -> int:
         study = StudyOptions(baseline=args.baseline, think_steps=tuple(think_steps or THINK_STEPS),
                              bon=tuple(bon or BON_SAMPLES), tols=tols if tols == "auto" else tuple(tols),
                              windows=args.thinking_windows)
+    cfg = run_config(meta)
+    if meta["config"].get("model", {}).get("model") == "ebt":     # thinking: trajectories grow with steps, samples
+        trained = cfg.thinking.default_eval_steps
+        counts = [*(steps or (trained, 2 * trained)), *(think_steps or ()), *(study.think_steps if study else ())]
+        most = max(counts) + (1 if study else 0)                  # the study's early stop looks one step further
+        samples = max([1, *(bon or ()), *(study.bon if study else ())])
+    else:
+        most, samples = 0, 1
+    check_inference_memory(cfg, args.device, "this evaluation", "lower --steps-list, --think-steps, --bon or "
+                           "--batch-size", rows=min(args.batch_size, args.max_windows), steps=most, samples=samples)
     evaluate_text_run(args.run, steps, args.max_windows, args.batch_size, args.seed, bon=tuple(bon or ()),
                       extra_steps=tuple(think_steps or ()) if study is None else (), study=study, as_json=args.json)
     return 0
@@ -190,6 +268,11 @@ def _denoise(args) -> int:
         raise ValueError(str(e).splitlines()[0]) from None
     policy = Policy(alpha=args.alpha, samples=args.samples or 1, select=args.select, accept_lower=args.accept_lower,
                     tol=args.tol, langevin_sigma=args.sigma)
+    cfg = run_config(ckpt.read_config(args.run))
+    pixels = cfg.model.channels * cfg.model.image_size ** 2
+    check_inference_memory(cfg, args.device, "this evaluation", "lower --ebt-nfe, --samples or --images",
+                           rows=min(CHUNK, spec.images), steps=max(spec.ebt_nfe), samples=policy.samples,
+                           extra_bytes=3 * 4 * spec.images * pixels)     # clean, noise and noisy test images
     evaluate_denoise_runs(Path(args.run), _one_compare(args), spec,
                           use_run_sigmas=not sigmas, policy=policy, as_json=args.json)
     return 0
@@ -222,9 +305,13 @@ def evaluate_sequence_runs(run: Path, compare: Path | None = None, *, windows: i
 
 
 def _sequence(args) -> int:
-    think_steps = parse_int_list(args.think_steps or "1,2,4,8")
+    think_steps = parse_int_list(args.think_steps or "1,2,4,8", "--think-steps")
+    bon = parse_int_list(args.bon or "2,4,8", "--bon")
+    cfg = run_config(ckpt.read_config(args.run))
+    check_inference_memory(cfg, args.device, "this evaluation", "lower --think-steps, --bon or --batch-size",
+                           rows=min(args.batch_size, args.windows), steps=max(think_steps), samples=max(bon))
     evaluate_sequence_runs(Path(args.run), _one_compare(args), windows=args.windows,
-                           think_steps=think_steps, bon=parse_int_list(args.bon or "2,4,8"), bon_sigma=args.bon_sigma,
+                           think_steps=think_steps, bon=bon, bon_sigma=args.bon_sigma,
                            batch_size=args.batch_size, seed=args.seed, as_json=args.json)
     return 0
 
@@ -239,9 +326,10 @@ def _one_compare(args) -> Path | None:
 
 
 def run(args) -> int:
+    meta = ckpt.read_config(args.run)
+    check_flags(args, meta["task"])            # every flag against the run's task, before anything is loaded
     if args.tasks is not None:
         return run_tasks(args)
-    meta = ckpt.read_config(args.run)
     if meta["task"] == "denoise":
         return _denoise(args)
     if meta["task"] == "sequence":

@@ -2,7 +2,9 @@
 
 Tokens are printed as soon as they are chosen, decoded incrementally (an incomplete UTF-8 sequence is held
 back until it completes, invalid bytes become U+FFFD: the output is always valid UTF-8). Memory stays bounded
-whatever ``--max-new-tokens``: only the model's window is kept.
+whatever ``--max-new-tokens``: only the model's window is kept. The memory of thinking about the next token of
+every prompt (``--steps``, ``--samples``, the number of prompts) is estimated before the run is loaded, and a
+generation that cannot fit is refused in one line (:mod:`ebtkit.core.estimate_inference`).
 
 * Decoding: greedy by default; ``--temperature T`` (> 0) samples, optionally restricted by ``--top-k`` and
   ``--top-p``. ``--top-k`` / ``--top-p`` without a temperature > 0 is an error (they shape a distribution that
@@ -31,10 +33,11 @@ import secrets
 import sys
 from pathlib import Path
 
+from ..core import checkpoint as ckpt
 from ..core.thinking import is_energy_model
 from ..eval.completion import complete
 from ..tasks import load
-from . import checks
+from . import check_inference_memory, checks, run_config
 from .output import atomic_write_text, check_file
 from .think import add_policy_arguments, policy_from_args
 
@@ -65,7 +68,8 @@ def add_parser(sub):
     src.add_argument("--prompt", type=checks.nonempty_text, help="text to continue (streamed)")
     src.add_argument("--prompts", metavar="FILE", help="UTF-8 file with one prompt per line (empty lines skipped), "
                      "generated as one batch")
-    p.add_argument("--max-new-tokens", type=checks.nonneg_int, default=200, help="tokens per completion (default 200)")
+    p.add_argument("--max-new-tokens", type=checks.positive_int, default=200, help="tokens per completion, >= 1 "
+                   "(default 200; memory stays flat however many)")
     p.add_argument("--temperature", type=checks.temperature, default=None,
                    help=f"sampling temperature in [0, {checks.TEMPERATURE_MAX:g}]; 0 = greedy (default)")
     p.add_argument("--top-p", type=checks.probability, default=None,
@@ -120,6 +124,15 @@ def run(args) -> int:
     policy = policy_from_args(args)
     out_path = check_file(args.out, "--out") if args.out is not None else None
     prompts = read_prompts(args.prompts) if args.prompts is not None else [args.prompt]
+    meta = ckpt.read_config(args.run)
+    if meta["task"] != "text":
+        raise ValueError(f"ebt generate needs a text run; {args.run} is a {meta['task']!r} run")
+    cfg = run_config(meta)
+    ebt = cfg.model.model == "ebt"
+    # the next token of every prompt is thought about at once: a batch of len(prompts) rows, one position each
+    check_inference_memory(cfg, args.device, "this generation", "lower --steps or --samples, or give fewer prompts",
+                           rows=len(prompts), positions=1, samples=policy.samples,
+                           steps=(policy.steps or cfg.thinking.default_eval_steps) if ebt else 0)
     b = load(args.run)
     if b.task != "text":
         raise ValueError(f"ebt generate needs a text run; {args.run} is a {b.task!r} run")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import checks
+from .output import check_new_dir
 
 
 def add_parser(sub):
@@ -66,6 +67,8 @@ def run(args) -> int:
     out = Path(args.out or spec.get("out") or f"runs/sweep-{spec['name']}")
     if out.exists() and not out.is_dir():
         raise ValueError(f"sweep directory {out} exists and is not a folder")
+    if not args.dry_run:
+        check_new_dir(out, "--out" if args.out else "sweep directory")   # before any run starts
     index = run_sweep(spec, out, dry_run=args.dry_run, source=args.spec)
     if args.dry_run:
         return 0

@@ -19,7 +19,7 @@ from ..core.thinking import is_energy_model
 from ..eval.inference import SELECTIONS, Policy
 from ..eval.thinking_study import passage_energies, plot_heatmaps, spearman, token_pieces
 from ..tasks import load
-from . import checks
+from . import check_inference_memory, checks, run_config
 from .output import check_file, staged_files
 
 # ANSI 256-colour backgrounds from green (low energy) through yellow to red (high energy)
@@ -31,20 +31,21 @@ def add_policy_arguments(p, seed_default: int | None = 0,
     """The System 2 inference flags shared by ``think`` and ``generate`` (numbers checked as parsed: see
     :mod:`ebtkit.commands.checks` for the bounds and why)."""
     g = p.add_argument_group("thinking policy")
-    g.add_argument("--steps", type=checks.positive_int, default=None,
-                   help="thinking steps per token, >= 1 (default: as trained)")
+    g.add_argument("--steps", type=checks.steps_int, default=None,
+                   help=f"thinking steps per token, in [1, {checks.STEPS_MAX}] (default: as trained)")
     g.add_argument("--alpha", type=checks.step_size, default=None,
                    help=f"step size α override (absolute), in (0, {checks.ALPHA_MAX:g}]")
     g.add_argument("--alpha-mult", type=checks.step_mult, default=None,
                    help=f"step size as a multiple of the trained α, in (0, {checks.ALPHA_MULT_MAX:g}]")
-    g.add_argument("--samples", type=checks.positive_int, default=1, help="best-of-N: candidates per token (default 1)")
+    g.add_argument("--samples", type=checks.samples_int, default=1, help=f"best-of-N: candidates per token, in [1, "
+                   f"{checks.SAMPLES_MAX}] (default 1)")
     g.add_argument("--select", default="min", choices=SELECTIONS,
                    help="best-of-N selection per token: lowest final energy (min) or largest energy drop")
     g.add_argument("--accept-lower", action="store_true", help="keep a step only where it lowers the energy")
     g.add_argument("--tol", type=checks.nonneg_float, default=None,
                    help="adaptive compute: a token stops thinking once its energy changes by less than this (>= 0)")
-    g.add_argument("--sigma", type=checks.nonneg_float, default=0.0,
-                   help="Langevin noise σ on the logits at inference (>= 0; 0 = none)")
+    g.add_argument("--sigma", type=checks.sigma, default=0.0,
+                   help=f"Langevin noise σ on the logits at inference (in [0, {checks.SIGMA_MAX:g}]; 0 = none)")
     g.add_argument("--seed", type=checks.seed_int, default=seed_default, help=seed_help)
 
 
@@ -102,6 +103,10 @@ def run(args) -> int:
     meta = ckpt.read_config(args.run)
     if meta["task"] != "text":
         raise ValueError(f"ebt think needs a text EBT run; {args.run} is a {meta['task']!r} run")
+    cfg = run_config(meta)
+    if cfg.model.model == "ebt":           # one passage, every position of the context thought about at once
+        check_inference_memory(cfg, args.device, "thinking about this passage", "lower --steps or --samples",
+                               rows=1, steps=policy.steps or cfg.thinking.default_eval_steps, samples=policy.samples)
     # where the outputs go is checked before anything is computed; they are written together at the end
     out = check_file(heatmap_path(args.out, args.run), "--out")
     targets = [out]

@@ -21,20 +21,22 @@ except ModuleNotFoundError:      # Python 3.10
 
 from ..core import checkpoint as ckpt
 from ..core import dist
-from ..core.config import Config, flatten
+from ..core.config import TRAIN_DERIVED, Config, ConfigError, check_value, flatten, parse_value
 from ..core.estimate import check_fits
 from ..data.fingerprint import absolute_path
 from ..core.device import DEVICE_HELP, PRECISIONS
 from ..tasks import TASKS, Task, get_task
 from ..tasks.hub import record_command
 from ..training import fit
+from . import checks
 from .eval import evaluate_text_run
 from .presets import expected_shapes
 from .launch import launch
+from .output import check_new_dir
 
 # flags that only some tasks take (argparse dest → the tasks' own flag tables decide)
 TASK_FLAGS = ("model", "steps", "batch_size", "lr", "alpha", "context", "seed", "tokenizer", "data", "dataset",
-              "loss", "think_steps", "train_sigma")
+              "loss", "think_steps", "train_sigma", "problem")
 
 
 def add_parser(sub):
@@ -42,7 +44,7 @@ def add_parser(sub):
                        "('cpu' preset, System 1) on the built-in King James Bible corpus, then evaluate it.")
     p.add_argument("--task", default=None, choices=list(TASKS), help="text (default), image denoising, or "
                    "continuous sequences (video frames, time series, your (N, T, F) arrays)")
-    p.add_argument("--model", default=None, help="text, sequence: ebt | transformer++ (default ebt); denoise: ebt | dit")
+    p.add_argument("--model", default=None, help="text, sequence: ebt | transformer++ (default ebt); denoise: ebt | dit; reason: ebt | feedforward | looped")
     p.add_argument("--preset", default=None, help="size/hyperparameter preset (see 'ebt presets'; default cpu)")
     p.add_argument("--system", default=None, help="thinking recipe for the EBT: s1 | s2 (default: the preset's own; "
                    "s1 for size presets)")
@@ -53,14 +55,15 @@ def add_parser(sub):
                    "written by 'ebt prepare' (memory-mapped token shards; its tokenizer and split); "
                    "denoise: an IDX file, a folder of IDX files or a folder of images; "
                    "sequence: a .npy/.npz array of shape (N, T, F)")
-    p.add_argument("--steps", type=int, default=None, help="optimizer steps (with --resume: extend the run to N; "
+    p.add_argument("--steps", type=checks.positive_int, default=None, help="optimizer steps (with --resume: extend the run to N; "
                    "the LR schedule already run is kept and steps past it run at the floor LR)")
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--lr", type=float, default=None, help="peak learning rate")
-    p.add_argument("--alpha", type=float, default=None, help="EBT thinking step size α")
-    p.add_argument("--context", type=int, default=None, help="text, sequence: context length S (windows of S + 1)")
+    p.add_argument("--batch-size", type=checks.positive_int, default=None)
+    p.add_argument("--lr", type=checks.positive_float, default=None, help="peak learning rate (> 0, finite)")
+    p.add_argument("--alpha", type=checks.step_size, default=None, help="EBT thinking step size α, in "
+                   f"(0, {checks.ALPHA_MAX:g}]")
+    p.add_argument("--context", type=checks.positive_int, default=None, help="text, sequence: context length S (windows of S + 1)")
     p.add_argument("--tokenizer", default=None, choices=["byte", "bpe"], help="text: byte (default) or a BPE trained here")
-    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--seed", type=checks.seed_int, default=None)
     p.add_argument("--out", default=None, help="run directory (default runs/<model>-<preset>-<time>)")
     p.add_argument("--resume", default=None, metavar="RUN", help="continue the run in RUN with its saved config")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -72,7 +75,7 @@ def add_parser(sub):
     p.add_argument("--keep-best", action="store_true", default=None, help="also keep RUN/best/, the checkpoint with "
                    "the best validation metric so far (train.keep_best)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--nproc-per-node", type=int, default=None, metavar="N",
+    p.add_argument("--nproc-per-node", type=checks.positive_int, default=None, metavar="N",
                    help="train in N processes on this machine (torch.distributed's launcher; the run is checked "
                         "before any starts; each draws its own batches of --batch-size, so the global batch is N × "
                         "batch size; with --device cuda each binds cuda:LOCAL_RANK)")
@@ -84,8 +87,10 @@ def add_parser(sub):
     g.add_argument("--loss", default=None, choices=["mse", "smooth_l1"],
                    help="denoise: EBT per-step reconstruction loss (default mse); sequence: the regression loss of "
                         "both models (default smooth_l1)")
-    g.add_argument("--think-steps", type=int, default=None, help="EBT thinking steps per training batch")
-    g.add_argument("--train-sigma", type=float, default=None,
+    g.add_argument("--think-steps", type=checks.steps_int, default=None, help="EBT thinking steps per training batch")
+    g.add_argument("--problem", default=None, help="reason: addition | inverse | connectivity | parity | sudoku "
+                   "(default addition; docs/reasoning.md)")
+    g.add_argument("--train-sigma", type=checks.positive_float, default=None,
                    help="training noise level as a fraction of the diffusion schedule (default 0.1)")
     return p
 
@@ -96,8 +101,13 @@ def read_config_file(path: str) -> dict[str, Any]:
     A run's own ``checkpoint/config.json`` (``{"task", "config"}``) is taken whole (``resolved``)."""
     p = Path(path)
     if not p.is_file():
-        raise ValueError(f"config file not found: {p}")
-    text = p.read_text(encoding="utf-8")
+        raise ValueError(f"--config {p}: config file not found")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ValueError(f"--config {p}: not a text file (expected TOML or JSON in UTF-8)") from None
+    except OSError as e:
+        raise ValueError(f"--config {p}: cannot read ({e.strerror or e})") from None
     try:
         data = tomllib.loads(text) if p.suffix.lower() == ".toml" else json.loads(text)
     except (tomllib.TOMLDecodeError, json.JSONDecodeError) as e:
@@ -134,8 +144,23 @@ def flag_overrides(task: type[Task], args) -> dict[str, Any]:
         key, eq, val = item.partition("=")
         if not eq or not key.strip():
             raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+        check_setting(task, key.strip(), val, f"--set {item}")
         over[key.strip()] = val
     return over
+
+
+def check_setting(task: type[Task], key: str, text: str, where: str) -> None:
+    """One ``KEY=VALUE`` override on its own: a known key that a run does not derive, and a value of the field's
+    type; else a one-line error starting with ``where`` (the flag and what was typed)."""
+    cls = task.config_class
+    try:
+        tp = cls.field_type(key)
+        derived = {**TRAIN_DERIVED, **cls.DERIVED}
+        if key in derived:
+            raise ConfigError(f"{key} cannot be set: {derived[key]}")
+        check_value(key, parse_value(key, text, tp), tp)
+    except ConfigError as e:
+        raise ValueError(f"{where}: {e}") from None
 
 
 def resolve(args) -> tuple[type[Task], Config]:
@@ -200,6 +225,7 @@ def run(args) -> int:
         check_fits(expected_shapes(task.name, cfg), task.name, getattr(args, "device", "auto"),
                    processes=getattr(args, "nproc_per_node", None))
         out = Path(args.out) if args.out else default_run_dir(task, cfg)
+        check_new_dir(out, "--out" if args.out else None)      # where the run goes, before any data is read
         if getattr(args, "nproc_per_node", None) is not None:
             return launch(args, task, cfg, out)
         res = fit(task, cfg, out, progress=progress, device=args.device)

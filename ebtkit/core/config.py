@@ -54,6 +54,11 @@ DATA_FINGERPRINT = {"data.path_size": "it is recorded from the data when the run
                     "data.path_sha256": "it is recorded from the data when the run starts (with data.path_size)"}
 
 
+# keys every run derives itself, whatever its task (refused by Config.override, i.e. --set, --config and flags)
+TRAIN_DERIVED = {"train.schedule_steps": "it is recorded when --resume extends a run (the LR schedule already run); "
+                                         "set train.steps"}
+
+
 def check_fingerprint(size: int | None, sha256: str | None) -> None:
     """A recorded data fingerprint: both or neither of size (>= 0) and SHA-256 (64 lowercase hex digits)."""
     if (size is None) != (sha256 is None):
@@ -228,8 +233,9 @@ class Config:
         parsed = {}
         for key, value in overrides.items():
             tp = type(self).field_type(key)
-            if key in self.DERIVED:
-                raise ConfigError(f"{key} cannot be set: {self.DERIVED[key]}")
+            derived = {**TRAIN_DERIVED, **self.DERIVED}
+            if key in derived:
+                raise ConfigError(f"{key} cannot be set: {derived[key]}")
             parsed[key] = parse_value(key, value, tp) if isinstance(value, str) and tp is not str and \
                 _unwrap_optional(tp)[0] is not str else value
         return self.replace(**parsed)

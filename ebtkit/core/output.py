@@ -1,8 +1,9 @@
 """Writing a command's output files without ever leaving a half-written one.
 
 The rule of every command: check where the output goes **before** computing anything (:func:`check_file`,
-:func:`check_dir`: the folder exists and a probe file can be created and removed there); write each file under a hidden temporary name in its target directory; rename it into place
-only when everything the command writes has been produced; remove the temporaries on any failure (an
+:func:`check_dir`, :func:`check_new_dir`: the folder exists and a probe file can be created and removed there);
+write each file under a hidden temporary name in its target directory; rename it into place only when everything
+the command writes has been produced; remove the temporaries on any failure (an
 exception, Ctrl-C, or SIGTERM, which the CLI turns into ``SystemExit``). A process killed outright (SIGKILL)
 can leave a hidden ``.NAME.XXXXXXXX.tmp.EXT`` file or ``.ebt-staging-XXXXXXXX`` folder, never a damaged output.
 
@@ -58,6 +59,24 @@ def check_dir(path: str | os.PathLike, flag: str | None = None) -> Path:
     if not os.access(d, os.W_OK | os.X_OK):
         raise ValueError(f"{_label(d, flag)}: cannot write in this folder (permission denied)")
     probe_dir(d, _label(d, flag))
+    return d
+
+
+def check_new_dir(path: str | os.PathLike, flag: str | None = None) -> Path:
+    """A folder that a command will create (with its missing parents) or fill: an existing folder must be
+    writable, else the nearest existing ancestor must be a folder in which a file can be created and removed."""
+    d = Path(path)
+    if d.exists() or d.is_symlink():
+        if not d.is_dir():
+            raise ValueError(f"{_label(d, flag)}: exists and is not a folder")
+        probe_dir(d, _label(d, flag))
+        return d
+    parent = d.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"{_label(d, flag)}: {parent} is not a folder")
+    probe_dir(parent, _label(d, flag))
     return d
 
 

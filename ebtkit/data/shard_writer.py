@@ -37,6 +37,9 @@ DEFAULT_SHARD_TOKENS = 1 << 25          # 32 Mi tokens: 64 MiB of uint16 held in
 DEFAULT_BPE_SAMPLE = 16 << 20           # characters of input the BPE is trained on
 BLOCK = 4 << 20                         # bytes read at a time from a text file
 CHUNK_CHARS = 1 << 20                   # characters encoded at a time
+MAX_SHARD_TOKENS = 1 << 31              # one block is held in RAM: at most 8 GiB of uint32
+BPE_BYTES_PER_CHAR = 80                 # peak memory of BPE training per character of its sample (measured: a 64 MB
+                                        # sample took 4.9 GB)
 
 
 # ----------------------------------------------------------------------------------------- reading input
@@ -252,6 +255,29 @@ def _sample(paths: list[Path], limit: int) -> str:
     return "".join(out)
 
 
+def _check_memory(paths: list[Path], tokenizer: str, bpe_vocab: int, shard_tokens: int, bpe_sample: int) -> None:
+    """Refuse, before anything is allocated, a block (``shard_tokens`` tokens held in RAM) or a BPE sample whose
+    training does not fit the memory the machine has free (``EBT_CHECK_MEMORY=0`` skips the check)."""
+    from ..core.estimate import ENV_SWITCH, available_memory, check_enabled, human_bytes
+    if not check_enabled():
+        return
+    free, where = available_memory("cpu")
+    if free is None:
+        return
+    itemsize = DTYPES[token_dtype(bpe_vocab if tokenizer == "bpe" else 256)].itemsize
+    block = shard_tokens * itemsize
+    if block > free:
+        raise ShardError(f"--shard-tokens {shard_tokens} holds {human_bytes(block)} of tokens in memory, but the "
+                         f"machine has {human_bytes(free)} {where}; give fewer (or set {ENV_SWITCH}=0)")
+    if tokenizer == "bpe":
+        chars = min(bpe_sample, sum(p.stat().st_size for p in paths))
+        need = chars * BPE_BYTES_PER_CHAR
+        if need > free:
+            raise ShardError(f"training the BPE on {human_bytes(chars)} of text (--bpe-sample-mb) needs about "
+                             f"{human_bytes(need)}, but the machine has {human_bytes(free)} {where}; give a smaller "
+                             f"sample (or set {ENV_SWITCH}=0)")
+
+
 # ----------------------------------------------------------------------------------------- ebt prepare
 def prepare_shards(files, out, *, tokenizer: str = "byte", bpe_vocab: int = 1024, val_fraction: float = 0.05,
                    shard_tokens: int = DEFAULT_SHARD_TOKENS, bpe_sample: int = DEFAULT_BPE_SAMPLE,
@@ -264,13 +290,14 @@ def prepare_shards(files, out, *, tokenizer: str = "byte", bpe_vocab: int = 1024
 
     if not 0 < val_fraction < 0.5:
         raise ShardError(f"--val-fraction must be in (0, 0.5), got {val_fraction}")
-    if shard_tokens < 2:
-        raise ShardError(f"--shard-tokens must be >= 2, got {shard_tokens}")
+    if not 2 <= shard_tokens <= MAX_SHARD_TOKENS:
+        raise ShardError(f"--shard-tokens must be in [2, {MAX_SHARD_TOKENS}], got {shard_tokens}")
     if tokenizer not in ("byte", "bpe"):
         raise ShardError(f"unknown tokenizer {tokenizer!r}; choose from byte, bpe")
     if bpe_sample < 1:
         raise ShardError(f"the BPE sample must be positive, got {bpe_sample}")
     paths = _check_inputs(files)
+    _check_memory(paths, tokenizer, bpe_vocab, shard_tokens, bpe_sample)
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ShardError(f"--out {out} already exists and is not empty; choose a new directory")
@@ -341,4 +368,4 @@ def prepare_shards(files, out, *, tokenizer: str = "byte", bpe_vocab: int = 1024
         raise
 
 
-__all__ = ["DEFAULT_BPE_SAMPLE", "DEFAULT_SHARD_TOKENS", "prepare_shards"]
+__all__ = ["DEFAULT_BPE_SAMPLE", "DEFAULT_SHARD_TOKENS", "MAX_SHARD_TOKENS", "prepare_shards"]

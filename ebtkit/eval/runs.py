@@ -24,7 +24,7 @@ from pathlib import Path
 
 from ..core import checkpoint as ckpt
 from ..core.hub import weights_stamp
-from ..core.output import atomic_write_json, staged_outputs
+from ..core.output import atomic_write_json, check_dir, staged_outputs
 from ..core.thinking import is_energy_model
 from ..data.fingerprint import same_data
 from ..data.images import load_image_data
@@ -85,6 +85,7 @@ def evaluate_text(b, run: str | Path, steps_list: list[int] | None = None, max_w
         raise ValueError("--thinking-windows must be >= 1")
     run = Path(run)
     check_text(b, run)
+    out_dir = check_dir(ckpt.run_dir_of(run), "run directory")     # where the results go, before any work
     cfg, model = b.config, b.model
     ebt = is_energy_model(model)
     if study is not None and not ebt:
@@ -119,7 +120,6 @@ def evaluate_text(b, run: str | Path, steps_list: list[int] | None = None, max_w
     rows = policy_rows(model, splits, context, policies, plain=plain, max_windows=max_windows, batch_size=batch_size,
                        seed=seed)
     info = split_info(splits, context, max_windows, b.tokenizer)
-    out_dir = ckpt.run_dir_of(run)
     doc = {"run": str(run), "title": title, "model": cfg.model.model, "system": cfg.thinking.system if ebt else None,
            "preset": cfg.preset, "data": data.source, "val_fraction": cfg.data.val_fraction, "ood": cfg.data.ood,
            "context": context, "max_windows": max_windows, "seed": seed, "plain_steps": trained, "splits": info,
@@ -193,6 +193,7 @@ def evaluate_denoise(first, run: str | Path, other=None, compare: str | Path | N
     noisy test images; print the table (or, ``as_json``, the summary) and write ``eval_denoise.json``,
     ``psnr_vs_nfe.png`` and ``samples.png`` into the run directory."""
     check_denoise_pair(first, run, other, compare)
+    out_dir = check_dir(ckpt.run_dir_of(run), "run directory")     # where the results go, before any work
     cfg = first.config
     models, steps = {}, {}
     for path, b in ((run, first), (compare, other)):
@@ -208,7 +209,6 @@ def evaluate_denoise(first, run: str | Path, other=None, compare: str | Path | N
     data = load_image_data(cfg.data, cfg.model.image_size, cfg.model.channels)
     spec = EvalSpec(**{**spec.__dict__, "images": min(spec.images, len(data.test))})
     result = evaluate(models, data.test, cfg.noise.diffusion(), spec, policy=policy)
-    out_dir = ckpt.run_dir_of(run)
     summary = {k: v for k, v in result.items() if k != "samples"}
     summary.update(run=str(run), compare=str(compare) if compare else None, data=data.source,
                    test_images=len(data.test), params={lab: sum(p.numel() for p in m.parameters())
@@ -257,6 +257,7 @@ def evaluate_sequence(first, run: str | Path, other=None, compare: str | Path | 
     if bon_sigma < 0:
         raise ValueError(f"--bon-sigma must be >= 0, got {bon_sigma}")
     check_sequence_pair(first, run, other, compare)
+    out_dir = check_dir(ckpt.run_dir_of(run), "run directory")     # where the results go, before any work
     cfg = first.config
     bundles = [(run, first)] + ([(compare, other)] if other is not None else [])
     models = {}
@@ -266,7 +267,6 @@ def evaluate_sequence(first, run: str | Path, other=None, compare: str | Path | 
             label = f"{label} ({Path(path).name})"
         models[label] = (b.model, b.eval_steps if is_energy_model(b.model) else None)
     data = load_sequence_data(cfg.data, cfg.model.context + 1)
-    out_dir = ckpt.run_dir_of(run)
     with staged_outputs(out_dir) as stage:       # pictures, GIF and eval_sequence.json together, or none
         res = _evaluate_sequence(models, data, stage.dir, max_windows=windows, batch_size=batch_size,
                                  think_steps=think_steps, bon=bon, bon_sigma=bon_sigma, seed=seed,
