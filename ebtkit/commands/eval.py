@@ -119,6 +119,8 @@ def add_parser(sub):
                        "(text), PSNR/MSE vs network evaluations (denoising) or rollouts (sequences).")
     p.add_argument("run", help="run directory (or checkpoint directory)")
     p.add_argument("--json", action="store_true", help="print the evaluation as JSON on stdout instead of the table")
+    p.add_argument("--data", default=None, metavar="PATH", help="the run's data at its new place, if it was moved: "
+                   "checked against the size and SHA-256 the run recorded, then recorded in the run")
     p.add_argument("--steps-list", type=checks.steps_list, default=None, help="text EBT: thinking-step counts, e.g. 1,2,4,8 (default: trained steps and 2× that)")
     p.add_argument("--max-windows", type=checks.positive_int, default=64, help="text: evaluation windows per split (default 64)")
     p.add_argument("--batch-size", type=checks.positive_int, default=16)
@@ -328,6 +330,10 @@ def _one_compare(args) -> Path | None:
 def run(args) -> int:
     meta = ckpt.read_config(args.run)
     check_flags(args, meta["task"])            # every flag against the run's task, before anything is loaded
+    if args.data is not None:                  # a moved run's data: checked against its fingerprint, then recorded
+        from ..data.fingerprint import repoint  # noqa: PLC0415
+        if (old := repoint(args.run, args.data)) is not None:
+            print(f"ebt: note: {args.run} now reads its data from {args.data} (was {old})", file=sys.stderr)
     if args.tasks is not None:
         return run_tasks(args)
     if meta["task"] == "denoise":

@@ -23,7 +23,7 @@ from ..core import checkpoint as ckpt
 from ..core import dist
 from ..core.config import TRAIN_DERIVED, Config, ConfigError, check_value, flatten, parse_value
 from ..core.estimate import check_fits
-from ..data.fingerprint import absolute_path
+from ..data.fingerprint import relocated
 from ..core.device import DEVICE_HELP, PRECISIONS
 from ..tasks import TASKS, Task, get_task
 from ..tasks.hub import record_command
@@ -211,10 +211,10 @@ def run(args) -> int:
             changes["preset"] = args.preset
         if args.system is not None:
             changes["thinking.system"] = args.system
-        saved_path = (meta["config"].get("data") or {}).get("path")
-        if isinstance(changes.get("data.path"), str) and isinstance(saved_path, str) and \
-                absolute_path(changes["data.path"]) == absolute_path(saved_path):
-            changes["data.path"] = saved_path      # the same file, typed relative to here: not a change
+        if isinstance(changes.get("data.path"), str) and args.data is not None:
+            # the same data, typed relative to here or at its new place (checked against the recorded fingerprint;
+            # the next checkpoint records where it is now): not a change of config
+            changes["data.path"] = relocated(meta, args.data, args.resume)["path"]
         out = Path(args.resume)
         if getattr(args, "nproc_per_node", None) is not None:      # N ranks run this command (rank 0 reports)
             return launch(args, task, None, out, resume=True, changes=changes)

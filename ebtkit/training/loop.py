@@ -71,7 +71,8 @@ def resume_config(saved: Config, changes: dict[str, Any] | None, run: Path) -> C
         current = _get(saved, key)
         if value == current:
             continue
-        if key not in RESUMABLE:
+        moved = key == "data.path" and getattr(saved.data, "path_sha256", None) is not None   # loader checks it
+        if key not in RESUMABLE and not moved:
             raise RunError(f"--resume continues {run} with its saved config, where {key} = {current!r}, not "
                            f"{value!r}; only train.steps, the logging cadence, train.precision, train.keep_best, "
                            "train.zero and train.checkpoint_blocks may change on resume")
