@@ -26,9 +26,9 @@ MAX_INSTANCES = 100_000
 
 
 def default_steps(trained: int) -> list[int]:
-    """Powers of two up to 8× the trained step count, with the trained count and 8× it."""
+    """Powers of two up to 8× the trained step count, with the trained count T and 2T, 4T, 8T."""
     top = 8 * trained
-    out, k = {trained, top}, 1
+    out, k = {trained, 2 * trained, 4 * trained, top}, 1
     while k < top:
         out.add(k)
         k *= 2

@@ -282,6 +282,9 @@ def estimate(cfg, precision: str = "fp32", ranks: int = 1) -> Estimate:
     which ZeRO-1 (``train.zero = 1``) splits AdamW's state."""
     if precision not in ("fp32", "bf16", "fp16"):
         raise ValueError(f"unknown precision {precision!r} for a memory estimate; choose from fp32, bf16, fp16")
+    own = getattr(cfg, "size_estimate", None)
+    if own is not None:              # a task that estimates itself (the reasoning task: its trunks differ per problem)
+        return own(precision, ranks)
     kind = model_kind(cfg.model)
     total, non_emb = param_counts(cfg.model)
     t = terms(cfg)

@@ -173,17 +173,21 @@ PROBLEM_PRESETS: dict[str, dict[str, Any]] = {
     "inverse": {"model.arch": "mlp", "model.d_model": 256, "model.n_layers": 3, "model.init": "uniform",
                 "thinking.steps": 3, "thinking.max_steps": 5, "train.lr": 1e-3},
     "connectivity": {"model.arch": "pairs", "model.d_model": 32, "model.n_layers": 2, "model.init": "normal",
-                     "thinking.steps": 3, "thinking.max_steps": 5, "train.lr": 2e-3, "train.batch_size": 64},
+                     "thinking.steps": 3, "thinking.max_steps": 5, "train.lr": 2e-3, "train.batch_size": 64,
+                     "train.steps": 600, "train.eval_every": 200, "train.save_every": 200},
     "parity": {"model.arch": "conv", "model.d_model": 64, "model.n_layers": 3, "model.init": "normal",
-               "thinking.steps": 4, "thinking.max_steps": 8, "train.lr": 2e-3, "train.batch_size": 128},
+               "thinking.steps": 4, "thinking.max_steps": 8, "train.lr": 2e-3, "train.batch_size": 64,
+               "train.steps": 600, "train.eval_every": 200, "train.save_every": 200},
     "sudoku": {"model.arch": "transformer", "model.d_model": 64, "model.n_layers": 3, "model.n_heads": 4,
                "model.init": "normal", "thinking.steps": 4, "thinking.max_steps": 8, "train.lr": 1e-3,
-               "train.batch_size": 64},
+               "train.batch_size": 32, "train.steps": 400, "train.eval_every": 200, "train.save_every": 200,
+               "data.val_instances": 128, "data.sudoku_pool": 32},
 }
 _TINY_SIZE = {"model.d_model": 16, "model.n_layers": 2, "model.n_heads": 2, "thinking.steps": 2,
               "thinking.max_steps": 3, "train.batch_size": 16}
-_GPU_SIZE = {"sudoku": {"model.d_model": 256, "model.n_layers": 6, "model.n_heads": 8, "data.sudoku_pool": 4096,
-                        "thinking.steps": 8, "thinking.max_steps": 16, "train.lr": 3e-4}}
+_GPU_SIZE = {"sudoku": {"model.d_model": 256, "model.n_layers": 6, "model.n_heads": 8, "data.sudoku_pool": 2048,
+                        "thinking.steps": 8, "thinking.max_steps": 16, "train.lr": 3e-4, "train.batch_size": 256,
+                        "data.val_instances": 1024}}
 
 _OFF = {"thinking.eval_steps": None, "thinking.langevin_sigma": 0.0, "thinking.alpha_jitter": 1.0,
         "thinking.replay_fraction": 0.0, "thinking.replay_size": 0, "thinking.contrastive_coeff": 0.0}
