@@ -23,6 +23,11 @@ generation that cannot fit is refused in one line (:mod:`ebtkit.core.estimate_in
 * ``--out FILE``: also write the output, atomically once generation ends: the printed text for ``--prompt``,
   JSON lines (``index``, ``prompt``, ``completion``, ``finish`` = stop | length | time, ``stop``, ``tokens``,
   ``seed``) for ``--prompts``. Nothing is written on an error.
+* ``--num-samples N`` (1 to :data:`NUM_SAMPLES_MAX`): N different samples of every prompt, drawn in one batch;
+  sample j uses seed ``S + j - 1`` (S: ``--seed`` or the random seed), printed in its ``=== ... (seed S) ===``
+  header and stored as ``seed`` (with ``sample``) in ``--out``'s JSON lines, so ``--seed S + j - 1`` without
+  ``--num-samples`` reproduces it. It needs output that depends on random numbers (``--temperature`` > 0, or an
+  EBT's random candidates); the samples are printed once all are done.
 """
 from __future__ import annotations
 
@@ -42,6 +47,9 @@ from .output import atomic_write_text, check_file
 from .think import add_policy_arguments, policy_from_args
 
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\"}
+# samples per prompt (--num-samples): they are rows of one batch, like best-of-N candidates (checks.SAMPLES_MAX);
+# more is a typo's extra zeros, and memory is checked against the machine as well
+NUM_SAMPLES_MAX = checks.SAMPLES_MAX
 
 
 def unescape(text: str) -> str:
@@ -83,6 +91,9 @@ def add_parser(sub):
     p.add_argument("--out", default=None, metavar="FILE",
                    help="also write the output here: the text (--prompt) or JSON lines (--prompts)")
     p.add_argument("--no-cache", action="store_true", help="recompute the whole window for every token (reference)")
+    p.add_argument("--num-samples", type=checks.int_range(1, NUM_SAMPLES_MAX), default=1, metavar="N",
+                   help=f"N different samples of every prompt (1 to {NUM_SAMPLES_MAX}; default 1), sample j with "
+                   "seed SEED + j - 1, printed beside it; needs --temperature > 0 or an EBT's random candidates")
     add_policy_arguments(p, seed_default=None, seed_help="seed (default: a random one, printed when used)")
     return p
 
@@ -130,8 +141,9 @@ def run(args) -> int:
     cfg = run_config(meta)
     ebt = cfg.model.model == "ebt"
     # the next token of every prompt is thought about at once: a batch of len(prompts) rows, one position each
-    check_inference_memory(cfg, args.device, "this generation", "lower --steps or --samples, or give fewer prompts",
-                           rows=len(prompts), positions=1, samples=policy.samples,
+    n = args.num_samples
+    check_inference_memory(cfg, args.device, "this generation", "lower --steps, --samples or --num-samples, or give "
+                           "fewer prompts", rows=len(prompts) * n, positions=1, samples=policy.samples,
                            steps=(policy.steps or cfg.thinking.default_eval_steps) if ebt else 0)
     b = load(args.run)
     if b.task != "text":
@@ -147,15 +159,21 @@ def run(args) -> int:
         if not tok.encode(p):
             raise ValueError(f"prompt {i + 1} encodes to no tokens")
     random = uses_randomness(model, temperature, args.sigma)
+    if n > 1 and not random:
+        raise ValueError(f"--num-samples {n} would give {n} identical samples: greedy decoding of this model draws no "
+                         "random numbers; add --temperature > 0 (1 = the model's own distribution)")
     seed = None
     if random:
         seed = args.seed if args.seed is not None else secrets.randbits(31)
-        print(f"seed: {seed}", file=sys.stderr, flush=True)
+        print(f"seed: {seed}" if n == 1 else f"seeds: {seed} to {sample_seed(seed, n - 1)} (sample j: seed "
+              f"{seed} + j - 1)", file=sys.stderr, flush=True)
     elif args.seed is not None:
         print("note: --seed has no effect: greedy decoding of this model draws no random numbers", file=sys.stderr)
     opts = dict(temperature=temperature, top_p=args.top_p or 1.0, top_k=args.top_k or 0, cached=not args.no_cache,
                 stop=args.stop, seed=seed or 0, max_time=args.max_time, **kwargs)
     stdout = sys.stdout
+    if n > 1:
+        return _samples(model, tok, prompts, args, opts, seed, out_path)
     if args.prompts is None:
         stdout.write(prompts[0])
         stdout.flush()
@@ -184,5 +202,40 @@ def run(args) -> int:
               file=sys.stderr)
     if out_path is not None:
         atomic_write_text(out_path, result)
+        print(f"out: {out_path}", file=sys.stderr)
+    return 0
+
+
+def sample_seed(seed: int, j: int) -> int:
+    """The seed of sample ``j + 1`` of every prompt (``j`` from 0): consecutive from ``seed``, within the seeds
+    ``--seed`` takes."""
+    return (seed + j) % (checks.SEED_MAX + 1)
+
+
+def _samples(model, tok, prompts: list[str], args, opts: dict, seed: int, out_path) -> int:
+    """``--num-samples N``: every prompt N times in one batch, sample j with :func:`sample_seed` (so that
+    ``--seed`` that seed, alone, gives the same text); each is printed after a header naming its seed, and
+    ``--out`` gets the printed text (``--prompt``) or JSON lines with ``sample`` and ``seed`` (``--prompts``)."""
+    n = args.num_samples
+    rows = [(i, j) for i in range(len(prompts)) for j in range(n)]
+    seeds = [sample_seed(seed, j) for _, j in rows]
+    done = complete(model, tok, [prompts[i] for i, _ in rows], args.max_new_tokens,
+                    **{**opts, "seed": seeds})
+    many = len(prompts) > 1
+    printed, lines = [], []
+    for (i, j), s, c in zip(rows, seeds, done):
+        where = f"{i + 1}/{len(prompts)} " if many else ""
+        printed.append(f"=== {where}sample {j + 1}/{n} (seed {s}) ===\n{c.prompt}{c.text}\n")
+        lines.append(json.dumps({"index": i, "sample": j + 1, "prompt": c.prompt, "completion": c.text,
+                                 "finish": c.finish, "stop": c.stop, "tokens": len(c.tokens), "seed": s},
+                                ensure_ascii=False) + "\n")
+    sys.stdout.write("".join(printed))
+    sys.stdout.flush()
+    timed = [len(c.tokens) for c in done if c.finish == "time"]
+    if timed:
+        print(f"stopped: --max-time {args.max_time:g} s reached ({max(timed)} token{'s' if max(timed) != 1 else ''} "
+              "generated)", file=sys.stderr)
+    if out_path is not None:
+        atomic_write_text(out_path, "".join(printed) if args.prompts is None else "".join(lines))
         print(f"out: {out_path}", file=sys.stderr)
     return 0

@@ -112,10 +112,11 @@ class Completion:
 
 
 def complete(model, tokenizer, prompts: Sequence[str], max_new_tokens: int, *, stop: Sequence[str] = (),
-             seed: int = 0, max_time: float | None = None, on_text: Callable[[int, str], None] | None = None,
-             **kwargs) -> list[Completion]:
-    """Complete every prompt (one batch). ``on_text(row, text)`` receives each row's text as it becomes safe to
-    show (streaming). ``kwargs``: sampling and policy options of :func:`~ebtkit.eval.generate.generate`
+             seed: int | Sequence[int] = 0, max_time: float | None = None,
+             on_text: Callable[[int, str], None] | None = None, **kwargs) -> list[Completion]:
+    """Complete every prompt (one batch). ``seed``: one for every row, or one per prompt (several samples of one
+    prompt: the prompt repeated, each with its own seed). ``on_text(row, text)`` receives each row's text as it
+    becomes safe to show (streaming). ``kwargs``: sampling and policy options of :func:`~ebtkit.eval.generate.generate`
     (``temperature``, ``top_p``, ``top_k``, ``cached``, ``steps``, ...)."""
     prompts = list(prompts)
     if not prompts:
@@ -139,7 +140,10 @@ def complete(model, tokenizer, prompts: Sequence[str], max_new_tokens: int, *, s
                 on_text(b, text)
         return [s.stopped is not None for s in streams]
 
-    gens = [torch.Generator().manual_seed(seed) for _ in prompts]
+    seeds = [seed] * len(prompts) if isinstance(seed, int) else list(seed)
+    if len(seeds) != len(prompts):
+        raise ValueError(f"{len(seeds)} seeds for {len(prompts)} prompts")
+    gens = [torch.Generator().manual_seed(s) for s in seeds]
     generate(model, ids, max_new_tokens, generator=gens, on_token=on_token, keep=False, max_time=max_time, **kwargs)
     out = []
     for b, (p, s) in enumerate(zip(prompts, streams)):
