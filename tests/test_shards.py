@@ -57,7 +57,7 @@ def test_byte_shards_round_trip_with_manifest_and_split(tmp_path):
     ids, saved = _stream(tmp_path / "c")
     assert saved == m
     assert ids == list((text + "\n").encode())                     # the document gets its newline
-    assert m["dtype"] == "uint16" and m["tokenizer"] == {"name": "byte", "vocab_size": 256, "files": {}}
+    assert m["dtype"] == "uint8" and m["tokenizer"] == {"name": "byte", "vocab_size": 256, "files": {}}
     n = len(ids)
     assert m["total_tokens"] == n and m["train_tokens"] + m["val_tokens"] == n and m["documents"] == 1
     assert m["sources"] == [{"path": str(tmp_path / "a.txt"), "bytes": len(text.encode()), "documents": 1}]
@@ -69,7 +69,7 @@ def test_byte_shards_round_trip_with_manifest_and_split(tmp_path):
     assert [(s["file"], s["split"], s["tokens"]) for s in m["shards"]] == want
     for s in m["shards"]:
         raw = (tmp_path / "c" / s["file"]).read_bytes()
-        assert len(raw) == 2 * s["tokens"] and hashlib.sha256(raw).hexdigest() == s["sha256"]
+        assert len(raw) == s["tokens"] and hashlib.sha256(raw).hexdigest() == s["sha256"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "c"]   # no temporary directory left
 
 

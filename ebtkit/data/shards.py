@@ -1,8 +1,9 @@
 """Token shards: text corpora larger than memory (``ebt prepare`` writes them, ``ebt train --data DIR`` reads them).
 
 **Format** (``manifest.json`` version 1). A prepared directory holds raw little-endian token files
-``train-00000.bin``, ``val-00000.bin``, … (``uint16`` when the vocabulary has ≤ 65535 tokens, else
-``uint32``; ``numpy.memmap(path, dtype=manifest["dtype"])`` reads one), the tokenizer's files (``tokenizer.json``
+``train-00000.bin``, ``val-00000.bin``, … (``uint8`` when the vocabulary has ≤ 256 tokens — the byte
+tokenizer —, ``uint16`` up to 65535, else ``uint32``; corpora written before ``uint8`` hold byte tokens as
+``uint16`` and are read as they are; ``numpy.memmap(path, dtype=manifest["dtype"])`` reads one), the tokenizer's files (``tokenizer.json``
 for BPE) and ``manifest.json``: format version, tokenizer (name, vocab size, files with their sha256), dtype, every
 shard's file name, split, token count and sha256 (in stream order), the split rule, total counts and the source
 files.
@@ -37,7 +38,7 @@ from .tokenizers import BPETokenizer, ByteTokenizer
 FORMAT = "ebtkit-token-shards"
 VERSION = 1
 MANIFEST = "manifest.json"
-DTYPES = {"uint16": np.dtype("<u2"), "uint32": np.dtype("<u4")}
+DTYPES = {"uint8": np.dtype("u1"), "uint16": np.dtype("<u2"), "uint32": np.dtype("<u4")}
 
 
 class ShardError(ValueError):
@@ -45,8 +46,9 @@ class ShardError(ValueError):
 
 
 def token_dtype(vocab_size: int) -> str:
-    """``uint16`` for vocabularies of ≤ 65535 tokens, else ``uint32``."""
-    return "uint16" if vocab_size <= 65535 else "uint32"
+    """The narrowest type that holds every token id: ``uint8`` for vocabularies of ≤ 256 tokens (the byte
+    tokenizer: one byte per token on disk), ``uint16`` for ≤ 65535, else ``uint32``."""
+    return "uint8" if vocab_size <= 256 else "uint16" if vocab_size <= 65535 else "uint32"
 
 
 # ----------------------------------------------------------------------------------------- reading shards
@@ -218,8 +220,8 @@ def open_shards(root: str | Path, *, verify: bool = True, progress: bool = True,
             raise ShardError(f"corrupt tokenizer file {f}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     if tok.vocab_size != tm["vocab_size"]:
         raise _bad(root / MANIFEST, f"tokenizer vocab_size {tm['vocab_size']} ≠ {tok.vocab_size} of its files")
-    if token_dtype(tok.vocab_size) != m["dtype"] and m["dtype"] == "uint16":
-        raise _bad(root / MANIFEST, f"dtype uint16 cannot hold a vocabulary of {tok.vocab_size} tokens")
+    if DTYPES[m["dtype"]].itemsize < DTYPES[token_dtype(tok.vocab_size)].itemsize:   # a wider one (old) is fine
+        raise _bad(root / MANIFEST, f"dtype {m['dtype']} cannot hold a vocabulary of {tok.vocab_size} tokens")
     if verify:
         total = sum(s["tokens"] for s in m["shards"]) * itemsize
         with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc="verifying shards",
