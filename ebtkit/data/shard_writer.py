@@ -31,10 +31,9 @@ from typing import Callable, Iterator
 import numpy as np
 
 from .shards import DTYPES, FORMAT, MANIFEST, VERSION, ShardError, token_dtype
-from .tokenizers import ByteTokenizer, build_tokenizer
+from .tokenizers import DEFAULT_BPE_SAMPLE, ByteTokenizer, build_tokenizer   # the BPE's sample: shared with train
 
 DEFAULT_SHARD_TOKENS = 1 << 25          # 32 Mi tokens: 32 MiB (bytes, uint8) to 64 MiB (BPE, uint16) held in RAM
-DEFAULT_BPE_SAMPLE = 16 << 20           # characters of input the BPE is trained on
 BLOCK = 4 << 20                         # bytes read at a time from a text file
 CHUNK_CHARS = 1 << 20                   # characters encoded at a time
 MAX_SHARD_TOKENS = 1 << 31              # one block is held in RAM: at most 8 GiB of uint32

@@ -26,7 +26,7 @@ import torch
 from ..core.rng import host_generator
 from .shards import MANIFEST, ShardTokens, check_tokenizer, open_shards
 from .fingerprint import check as check_recorded
-from .tokenizers import build_tokenizer
+from .tokenizers import bpe_sample, build_tokenizer
 
 
 class DataError(ValueError):
@@ -120,7 +120,9 @@ def prepare_text_data(cfg, context: int, tokenizer=None) -> TextData:
     else:
         text, source = load_corpus(cfg.corpus), cfg.corpus
     train_text, val_text = split_text(text, cfg.val_fraction)
-    tok = tokenizer or build_tokenizer(cfg.tokenizer, train_text, cfg.bpe_vocab)
+    # a BPE trained here learns from a bounded sample, as in `ebt prepare` (memory and time grow with its length)
+    tok = tokenizer or build_tokenizer(cfg.tokenizer, bpe_sample(train_text) if cfg.tokenizer == "bpe" else "",
+                                       cfg.bpe_vocab)
     enc = lambda s: torch.tensor(tok.encode(s), dtype=torch.long)  # noqa: E731
     train, val = enc(train_text), enc(val_text)
     for name, t in (("training", train), ("validation", val)):
