@@ -331,7 +331,7 @@ def run(args) -> int:
     meta = ckpt.read_config(args.run)
     check_flags(args, meta["task"])            # every flag against the run's task, before anything is loaded
     if args.data is not None:                  # a moved run's data: checked against its fingerprint, then recorded
-        from ..data.fingerprint import repoint  # noqa: PLC0415
+        from ..data.relocate import repoint     # noqa: PLC0415
         if (old := repoint(args.run, args.data)) is not None:
             print(f"ebt: note: {args.run} now reads its data from {args.data} (was {old})", file=sys.stderr)
     if args.tasks is not None:

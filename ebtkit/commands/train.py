@@ -23,7 +23,7 @@ from ..core import checkpoint as ckpt
 from ..core import dist
 from ..core.config import TRAIN_DERIVED, Config, ConfigError, check_value, flatten, parse_value
 from ..core.estimate import check_fits
-from ..data.fingerprint import relocated
+from ..data.relocate import relocated
 from ..core.device import DEVICE_HELP, PRECISIONS
 from ..tasks import TASKS, Task, get_task
 from ..tasks.hub import record_command
