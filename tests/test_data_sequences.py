@@ -12,6 +12,7 @@ from ebtkit.data import sequences as seq
 from ebtkit.data.images import ImageData
 from ebtkit.data.sequences import (SequenceDataConfig, SequenceDataError, load_sequence_data, moving_objects,
                                    resize_images)
+from tests.helpers import tol
 
 W = 12          # a small training window for the tests
 
@@ -45,8 +46,10 @@ def test_frames_in_unit_range_and_objects_never_clipped():
     canvas = 16
     x = moving_objects(img, 8, 60, canvas, 1, 0.6, torch.Generator().manual_seed(3))
     assert x.min() >= 0 and x.max() <= 1
-    # every frame holds the whole object: nothing was cut off at a wall
-    torch.testing.assert_close(x.sum(-1), torch.full((8, 60), float(img.sum())), rtol=1e-5, atol=1e-4)
+    # every frame holds the whole object: nothing was cut off at a wall (a frame's sum over its canvas² pixels
+    # equals the object's, within float32 rounding of that sum; a clipped pixel is at least 0.1 short)
+    torch.testing.assert_close(x.sum(-1), torch.full((8, 60), float(img.sum())),
+                               **tol(torch.float32, canvas ** 2, scale=float(img.sum())))
     frames = x.view(8, 60, canvas, canvas)
     touches = (frames[..., 0, :].amax(-1) > 0) | (frames[..., -1, :].amax(-1) > 0) | \
               (frames[..., :, 0].amax(-1) > 0) | (frames[..., :, -1].amax(-1) > 0)
@@ -167,15 +170,19 @@ def test_seattle_weather_shapes_stats_and_units():
     assert d.feature_names == ["precipitation", "temp_max", "temp_min", "wind"]
     assert d.units == ["mm", "°C", "°C", "m/s"] and d.frame_shape is None
     assert "NOAA" in d.source and "public domain" in d.source and "MIT" in d.source
-    # statistics of the training split only
-    np.testing.assert_allclose(d.mean.numpy(), raw[:n_train].mean(0), rtol=1e-5)
-    np.testing.assert_allclose(d.std.numpy(), raw[:n_train].std(0), rtol=1e-5)
-    assert not np.allclose(d.mean.numpy(), raw.mean(0), rtol=1e-3)
-    # normalised data, and to_units gives the raw values back
-    assert abs(float(d.train.mean())) < 1e-4
-    np.testing.assert_allclose(d.to_units(d.val[0]).numpy(), raw[n_train:n_train + w], atol=1e-4)
+    # statistics of the training split only: float32 sums over its n_train days (tests.helpers.tol), and outside
+    # that tolerance of the whole series' statistics
+    stat_tol = tol(np.float32, n_train, depth=2, scale=float(np.abs(raw).max()))     # depth 2: the std's squares
+    np.testing.assert_allclose(d.mean.numpy(), raw[:n_train].mean(0), **stat_tol)
+    np.testing.assert_allclose(d.std.numpy(), raw[:n_train].std(0), **stat_tol)
+    assert not np.allclose(d.mean.numpy(), raw.mean(0), **stat_tol)
+    # normalised data (mean 0 up to the rounding of its n_train-term sum), and to_units gives the raw values back
+    # up to the rounding of x − mean, ÷ std, × std, + mean (4 float32 operations on values up to max|raw|)
+    assert abs(float(d.train.mean())) < tol(torch.float32, n_train, scale=float(d.train.abs().max()))["atol"]
+    back = tol(np.float32, 1, depth=4, scale=float(np.abs(raw).max()))
+    np.testing.assert_allclose(d.to_units(d.val[0]).numpy(), raw[n_train:n_train + w], **back)
     np.testing.assert_allclose(d.to_units(d.test[1]).numpy(), raw[n_train + n_val + w:n_train + n_val + 2 * w],
-                               atol=1e-4)
+                               **back)
     st = d.stats()
     json.dumps(st)
     assert st["mean"] == pytest.approx(d.mean.tolist()) and st["units"] == d.units
@@ -252,9 +259,13 @@ def test_normalisation_train_only_and_constant_feature(tmp_path):
     x[..., 1] = 3.0                                                  # a constant feature
     d = _file_data(tmp_path, x)
     train = x[:2].reshape(-1, 2)                                     # 4 series → 2 train / 1 val / 1 test
-    np.testing.assert_allclose(d.mean.numpy(), train.mean(0), rtol=1e-6)
-    assert d.std[1] == pytest.approx(1e-8) and torch.isfinite(d.val).all() and torch.isfinite(d.train).all()
-    np.testing.assert_allclose(d.to_units(d.val).numpy(), x[2, :30].reshape(6, 5, 2), rtol=1e-5)
+    # float32 statistics over the train rows, the std floor 1e-8 rounded to float32 once, and the round trip's 4
+    # float32 operations (tests.helpers.tol)
+    np.testing.assert_allclose(d.mean.numpy(), train.mean(0), **tol(np.float32, len(train), scale=np.abs(train).max()))
+    assert d.std[1] == pytest.approx(1e-8, rel=tol(torch.float32, 1)["rtol"])
+    assert torch.isfinite(d.val).all() and torch.isfinite(d.train).all()
+    np.testing.assert_allclose(d.to_units(d.val).numpy(), x[2, :30].reshape(6, 5, 2),
+                               **tol(np.float32, 1, depth=4, scale=float(np.abs(x).max())))
 
 
 def test_int_arrays_become_float32(tmp_path):

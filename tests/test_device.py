@@ -18,6 +18,7 @@ from ebtkit.tasks import get_task, preset
 from ebtkit.tasks.denoise import dit_loss, ebt_denoise_loss
 from ebtkit.tasks.sequence import ebt_sequence_loss, regressor_loss
 from ebtkit.tasks.text import ebt_text_loss, transformer_loss
+from tests.helpers import close
 
 META = torch.device("meta")
 
@@ -175,6 +176,13 @@ def test_second_order_step_under_bf16_autocast():
 
 
 # ----------------------------------------------------------------------------------------- GPU memory
+def _longest_reduction(cfg, tokens) -> int:
+    """The longest float sum of a text step on ``tokens``: the candidate's projection over the vocabulary, a
+    matrix product over the width, or the positions (both streams of every window) a weight gradient sums over."""
+    m = cfg.model
+    return max(m.vocab_size, m.d_model, m.ffn_hidden, tokens.shape[0] * 2 * m.context)
+
+
 def _s1_grads(model, tokens, cfg, **attrs):
     for k, v in attrs.items():
         setattr(model, k, v)
@@ -197,8 +205,10 @@ def test_activation_checkpointing_inside_thinking_is_exact(system):
     l0, g0 = _s1_grads(model, tokens, cfg, checkpoint_blocks=False)
     l1, g1 = _s1_grads(model, tokens, cfg, checkpoint_blocks=True)
     assert torch.equal(l0, l1)
-    for a, b in zip(g0, g1):
-        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+    # the forward is the same float ops; the gradients are accumulated in another order (recomputed blocks add
+    # theirs later): float32 summation-order tolerance, longest reduction = the vocabulary, one per layer
+    for a, b in zip(g1, g0):
+        close(a, b, _longest_reduction(cfg, tokens), depth=cfg.model.n_layers)
 
 
 def test_observed_stream_needs_only_first_order():
@@ -213,9 +223,12 @@ def test_observed_stream_needs_only_first_order():
     assert model._context_backend(torch.device("cpu")) == "math"          # bit-identical CPU default
     l0, g0 = _s1_grads(model, tokens, cfg, context_attention="math")
     l1, g1 = _s1_grads(model, tokens, cfg, context_attention="sdpa")
-    torch.testing.assert_close(l0, l1, rtol=1e-5, atol=1e-6)
-    for a, b in zip(g0, g1):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    # two kernels computing the same sums in another order: float32 tolerance from eps, the longest reduction and
+    # the layers (each gradient judged against its own largest element: one element of 8,192 is off by 1.7e-5
+    # of a gradient whose largest element is ~50 on an AVX-512 Xeon — 3e-7 of it)
+    close(l1, l0, _longest_reduction(cfg, tokens), depth=cfg.model.n_layers)
+    for a, b in zip(g1, g0):
+        close(a, b, _longest_reduction(cfg, tokens), depth=cfg.model.n_layers)
 
 
 def test_bf16_run_keeps_fp32_checkpoints_and_the_best_one(tmp_path):

@@ -8,7 +8,7 @@ import torch
 
 from ebtkit.core.config import TrainConfig, preset
 from ebtkit.training import RunError, lr_factor, param_groups
-from tests.helpers import tiny_model, train
+from tests.helpers import tiny_model, tol, train
 
 # Pinned first-step metrics of the 'tiny' preset on the built-in corpus (seed 33). A change here means the
 # model, the data pipeline, the initialisation or the thinking loop changed: update only on purpose. (EBT step 1
@@ -31,7 +31,11 @@ def test_golden_loss(tmp_path, model):
     train(_cfg(model), tmp_path / "run")
     losses, _ = _losses(tmp_path / "run")
     for step, value in GOLDEN[model].items():
-        assert losses[step] == pytest.approx(value, abs=2e-3), (step, losses[step])
+        # half a unit of the 4th decimal the values are pinned to, plus float32 summation-order error
+        # (tests.helpers.tol) of a loss over the batch's 8 × 32 positions, compounded over the steps taken; measured:
+        # default vs avx2 ISA, 1 vs 2 threads differ by ≤ 5e-7 (2026-12-07, AMD EPYC)
+        spread = 5e-5 + tol(torch.float32, 8 * 32, depth=step, scale=value)["atol"]
+        assert losses[step] == pytest.approx(value, abs=spread), (step, losses[step])
 
 
 @pytest.mark.slow
