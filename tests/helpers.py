@@ -42,10 +42,10 @@ def tol(dtype, n: int, *, depth: int = 1, scale: float = 1.0) -> dict:
     batch split. Use as ``assert_close(a, b, **tol(torch.float32, n))`` (``np.testing.assert_allclose`` too).
 
     Why this size: whatever the order, a sum of ``n`` terms carries a rounding error of at most γ_n·Σ|terms|, with
-    γ_n = n·u/(1 − n·u) and u = eps/2 the unit roundoff (Higham, *Accuracy and Stability of Numerical
-    Algorithms*, §4.2); two orders therefore differ by at most 2·γ_n ≈ n·eps of the terms' magnitude. ``n`` is
-    the longest reduction in the computation (a dot product's length, a softmax's width, the positions a weight
-    gradient sums over); ``depth`` counts reductions applied one after another (layers, forward then backward), whose first-order
+    γ_n = n·u/(1 − n·u) and u = eps/2 the unit roundoff (Higham, *Accuracy and Stability of Numerical Algorithms*,
+    §4.2); two orders therefore differ by at most 2·γ_n ≈ n·eps of the terms' magnitude. ``n`` is the longest
+    reduction in the computation (a dot product's length, a softmax's width, the positions a weight gradient sums
+    over); ``depth`` counts reductions applied one after another (layers, forward then backward), whose first-order
     errors add. ``scale`` is the terms' magnitude: ``atol = rtol · scale``, so that an element which cancels to
     about zero is judged against the size of what was summed, not its own (pass ``max|b|`` for a whole tensor,
     :func:`close` does). The bound is the worst case: any order an ISA picks passes, while a real change (a wrong
