@@ -255,8 +255,10 @@ def test_sweep_report_in_headless_chromium(tmp_path_factory):
     # the scaling plot, learning curves, thinking, PNG samples
     assert {"fig-scaling-0", "fig-curves-0", "fig-thinking-0"} <= ids, ids
     assert any(i.startswith("fig-sample-") for i in ids), ids
+    assert probe["width"] <= 1200, probe["width"]             # nothing wider than the window: no sideways scroll
     for f in figs:
         assert f["complete"] and f["nw"] > 50 and f["nh"] > 50, f
+        assert f["rect"]["x"] >= 0 and f["rect"]["x"] + f["rect"]["w"] <= probe["width"] + 1, f   # fully on the page
         frac, std = ink(img, f["rect"])
         assert frac > 0.01 and std > 0.02, (f["id"], frac, std)          # something drawn, not a blank box
 

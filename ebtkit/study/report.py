@@ -104,7 +104,24 @@ def run_info(run: Path, name: str | None = None) -> dict:
             "model": m.get("model", "?"), "tokens_per_step": (t.get("batch_size") or 0) * (m.get("context") or 0),
             "metrics": read_metrics(run), "eval": _read_json(run / "eval.json"),
             "thinking": _read_json(run / "thinking.json"), "denoise": _read_json(run / "eval_denoise.json"),
-            "pngs": sorted(run.glob("*.png"))}
+            "pngs": sorted(run.glob("*.png")), "recorded": recorded_by_run(run, meta)}
+
+
+def recorded_by_run(run: Path, meta: dict) -> dict:
+    """What a run directory records about how it was made (a run has no sweep's environment record): the ebtkit
+    version that wrote its checkpoint, its step, processes, training time, precision and seed, and the command
+    that trained it. Absent facts are left out, not shown as dashes."""
+    state = _read_json(Path(run) / "checkpoint" / "state.json") or {}
+    t = (meta.get("config") or {}).get("train", {})
+    out = {"ebtkit": meta.get("ebtkit_version"), "step": state.get("step"), "processes": state.get("world_size"),
+           "training time": f"{state['elapsed_s']:.0f} s" if isinstance(state.get("elapsed_s"), (int, float)) else None,
+           "precision": t.get("precision"), "seed": t.get("seed")}
+    try:
+        lines = (Path(run) / "command.txt").read_text(encoding="utf-8").splitlines()
+        out["trained with"] = "; then ".join(ln for ln in lines if ln.strip()) or None
+    except OSError:
+        pass
+    return {k: v for k, v in out.items() if v is not None}
 
 
 
@@ -206,7 +223,9 @@ def eval_table(runs: list[dict]) -> str:
     return "".join(out) if n else '<p class="note">No eval.json in these runs (run <code>ebt eval RUN</code>).</p>'
 
 
-def env_html(recorded: dict | None) -> str:
+def env_html(recorded: dict | None, runs: list[dict] | None = None) -> str:
+    """The environment table: a sweep's recorded environment beside this report's; for runs (no sweep record),
+    what each run recorded (:func:`recorded_by_run`) and then this report's environment, with no empty column."""
     now = environment()
     now["made"] = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
     try:
@@ -214,6 +233,19 @@ def env_html(recorded: dict | None) -> str:
         now["matplotlib"] = matplotlib.__version__
     except ImportError:
         pass
+    if recorded is None:
+        parts = []
+        if runs:
+            keys = list(dict.fromkeys(k for r in runs for k in r.get("recorded", {})))
+            head = "".join(f'<th class="l">{_esc(r["name"])}</th>' for r in runs)
+            body = "".join(f'<tr><td class="l">{_esc(k)}</td>' + "".join(
+                f'<td class="l">{_esc(r.get("recorded", {}).get(k, ""))}</td>' for r in runs) + "</tr>" for k in keys)
+            parts.append(f'<h3>recorded by the run{"s" if len(runs) > 1 else ""}</h3><table id="run-environment">'
+                         f'<tr><th class="l">key</th>{head}</tr>{body}</table>')
+        rows = "".join(f'<tr><td class="l">{_esc(k)}</td><td class="l">{_esc(v)}</td></tr>' for k, v in now.items())
+        parts.append(f'<h3>this report</h3><table id="environment"><tr><th class="l">key</th><th class="l">this '
+                     f'report</th></tr>{rows}</table>')
+        return "".join(parts)
     keys = list(dict.fromkeys(list((recorded or {}).keys()) + list(now.keys())))
     rows = "".join(f'<tr><td class="l">{_esc(k)}</td><td class="l">{_esc((recorded or {}).get(k, "–"))}</td>'
                    f'<td class="l">{_esc(now.get(k, "–"))}</td></tr>' for k in keys)
@@ -411,7 +443,7 @@ def runs_report(paths: list[Path], *, passage: str = PASSAGE, steps: int | None 
                 ("thinking", "Perplexity or error vs NFEs per inference policy", _thinking_section(runs)),
                 ("energy", "Per-token energy of a passage", _energy_section(runs, passage, steps)),
                 ("samples", "Samples", _samples_section(runs, prompt)),
-                ("config", "Config", cfgs), ("environment", "Environment", env_html(None))]
+                ("config", "Config", cfgs), ("environment", "Environment", env_html(None, runs))]
     subtitle = " · ".join(f"<code>{_esc(r['dir'])}</code> ({_esc(r['model'])})" for r in runs)
     return _page(title, subtitle, sections)
 
