@@ -63,7 +63,9 @@ def test_eval_table_is_printed_without_json(runs, capsys):
 
 @pytest.mark.parametrize("extra", [["--difficulty", "nan"], ["--difficulty", "-3"], ["--difficulty", "4.5"],
                                    ["--difficulty", "x"], ["--steps", "0"], ["--steps", "a,b"],
-                                   ["--steps", "100000"], ["--samples", "0"], ["--samples", "100000"]])
+                                   ["--steps", "100000"], ["--samples", "0"], ["--samples", "100000"],
+                                   # trajectories of 4096 steps × 256 strings of 4096 bits: ~100 GB, refused up front
+                                   ["--difficulty", "4096", "--steps", "4096", "--instances", "256"]])
 def test_bad_eval_options_are_one_line_errors_and_write_nothing(runs, capsys, extra):
     root, r = runs
     err = fails_cleanly(root, ["eval", str(r["ebt"]), *extra], capsys)

@@ -70,6 +70,7 @@ def evaluate_reason_runs(run, compare=(), *, difficulties=None, steps=None, samp
                   or [1])
     steps = sorted(set(steps)) if steps else default_steps(trained)
     dev = model_device(first.model)
+    check_memory(cfg, diffs, max(steps), min(batch_size, n_instances), dev)
     data = {}
     for d in dict.fromkeys([*diffs, id_d] if id_d not in diffs else diffs):
         x, y = instances(problem, n_instances, d, TEST_SEED)
@@ -102,6 +103,21 @@ def evaluate_reason_runs(run, compare=(), *, difficulties=None, steps=None, samp
         print(format_report(doc))
         print("eval: " + ", ".join(doc["files"]))
     return doc
+
+
+def check_memory(cfg, difficulties, top: int, batch: int, dev) -> None:
+    """Refuse, in one line and before any model runs, a curve whose trajectories do not fit: a batch keeps its
+    ``top + 1`` candidates, their points and energies (fp32) while a curve is read off it."""
+    from ..core.estimate import ENV_SWITCH, available_memory, check_enabled, human_bytes   # noqa: PLC0415
+    n = cfg.data.size
+    numel = max({"addition": n * n, "inverse": n * n, "connectivity": int(d) ** 2 * 2, "parity": int(d) * 2,
+                 "sudoku": 81 * 9}[cfg.data.problem] for d in difficulties)
+    need = 3 * 4 * (top + 1) * batch * numel
+    free, where = available_memory(dev)
+    if check_enabled() and free is not None and need > free:
+        raise ValueError(f"a thinking curve to {top} steps at --batch-size {batch} keeps about {human_bytes(need)} of "
+                         f"trajectories, but {dev} has {human_bytes(free)} {where}; lower --steps or --batch-size "
+                         f"(or set {ENV_SWITCH}=0 to try anyway)")
 
 
 def _short(problem: str) -> str:

@@ -211,11 +211,11 @@ def format_report(doc: dict) -> str:
                 vals = [(d, lookup(mine, policy=pol, difficulty=d)[0]["value"]) for d in doc["difficulties"]]
                 lines.append("    " + "  ".join(f"d={d:g}: {v:.4g}" for d, v in vals))
                 continue
-            lines.append(head + "   steps: " + " ".join(f"{k:>8}" for k in steps))
+            lines.append(head)
+            lines.append(f"    {'difficulty / steps':<20}" + " ".join(f"{k:>9}" for k in steps))
             for d in doc["difficulties"]:
                 vals = [lookup(mine, policy=pol, difficulty=d, steps=k) for k in steps]
-                lines.append(f"    difficulty {d:<8g}" + " " * 8 + " ".join(f"{v[0]['value']:>8.4g}" if v else f"{'—':>8}"
-                                                                         for v in vals))
+                lines.append(f"    {d:<20g}" + " ".join(f"{v[0]['value']:>9.4g}" if v else f"{'—':>9}" for v in vals))
         for m in ("auroc_wrong", "auroc_ood", "auroc_wrong_dy", "auroc_ood_dy"):
             got = [r for r in lookup(rows, model=label, metric=m) if r["steps"] == steps[-1] and r["value"] is not None]
             if got:
