@@ -10,7 +10,7 @@ from ebtkit.core.recipe import ThinkingSpec, landscape_schedule, sample_steps
 from ebtkit.core.replay import REPLAY_FILE, ReplayBuffer, replay_count
 from ebtkit.core.thinking import jittered_alpha, think
 from ebtkit.tasks.text import ebt_text_loss
-from tests.helpers import tiny_model, train
+from tests.helpers import close, tiny_model, train
 
 
 def _tokens(model, B=4, seed=0):
@@ -49,8 +49,10 @@ def test_s2_truncation_gradients_only_through_the_last_step():
         if a is None or b is None:
             assert a is None and b is None
             continue
-        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
-    torch.testing.assert_close(traj.final.detach(), last.detach(), rtol=1e-12, atol=1e-12)
+        # the same float64 sums in another graph (tests.helpers.tol): a weight gradient sums over the B·S = 32
+        # positions, chained through 2 layers forward, backward (∇E) and double backward, for 3 thinking steps
+        close(a, b, 4 * 8, depth=2 * 3 * 3)
+    close(traj.final.detach(), last.detach(), 16, depth=2 * 2 * 3)   # width 16, 2 layers fwd + bwd, 3 steps
 
     full = think(m.energy_fn(x), y0, steps=3, alpha=alpha, landscapes=lands, detach=False, grad_steps="all", create_graph=True).final
     unrolled, _ = _param_grads(m, F.cross_entropy(full.reshape(-1, full.shape[-1]), y.reshape(-1)))

@@ -3,6 +3,15 @@ import pytest
 import torch
 
 from ebtkit.core.thinking import StepSize, think
+from tests.helpers import tol
+
+
+def near(a, b, *terms, n=1, ops=2):
+    """``a`` = ``b`` up to the float64 rounding of ``ops`` operations chained, each with a reduction of length ``n``
+    (1: elementwise; a softmax or ⟨p, c⟩ over the row), judged against the largest of ``b`` and ``terms``: a step
+    y − α∇E rounds against |y| and |c|, not against its (possibly small) result (tests.helpers.tol)."""
+    scale = max(float(t.detach().abs().max()) for t in (b, *terms))
+    torch.testing.assert_close(a, b, **tol(torch.float64, n, depth=ops, scale=scale))
 
 
 def quad(c):
@@ -14,7 +23,7 @@ def test_alpha_one_lands_on_minimum():
     c = torch.randn(3, 5, dtype=torch.float64)
     y0 = torch.randn(3, 5, dtype=torch.float64)
     tr = think(quad(c), y0, steps=1, alpha=1.0)
-    torch.testing.assert_close(tr.final, c, rtol=0, atol=1e-12)
+    near(tr.final, c, y0)                                       # y0 − c, then y0 − (y0 − c): two roundings
 
 
 def test_alpha_half_halves_distance_and_energy_falls():
@@ -22,7 +31,7 @@ def test_alpha_half_halves_distance_and_energy_falls():
     y0 = torch.randn(4, 6, dtype=torch.float64)
     tr = think(quad(c), y0, steps=5, alpha=0.5, final_energy=True)
     for k in range(6):
-        torch.testing.assert_close(tr.candidates[k] - c, (y0 - c) * 0.5 ** k, rtol=0, atol=1e-12)
+        near(tr.candidates[k] - c, (y0 - c) * 0.5 ** k, y0, c, ops=3 * k + 2)    # 3 roundings a step, ± c
     E = torch.stack(tr.energies)                      # 6 × 4
     assert torch.all(E[1:] <= E[:-1])
     torch.testing.assert_close(E[1:] / E[:-1], torch.full_like(E[1:], 0.25))
@@ -150,7 +159,7 @@ def test_text_update_rules_exactly(rule):
     p = torch.softmax(y0, -1)
     want = {"code": p - 0.7 * c, "mirror": y0 - 0.7 * c,
             "logits": y0 - 0.7 * p * (c - (p * c).sum(-1, keepdim=True))}[rule]
-    torch.testing.assert_close(tr.final, want, rtol=0, atol=1e-12)
+    near(tr.final, want, y0, c, n=7, ops=4)              # softmax and ⟨p, c⟩ over the row of 7, then the step
 
 
 def test_code_rule_takes_the_softmax_after_the_langevin_noise():
@@ -160,7 +169,7 @@ def test_code_rule_takes_the_softmax_after_the_langevin_noise():
     tr = think(_linear(c), y0, steps=1, alpha=0.3, langevin_sigma=0.8, generator=torch.Generator().manual_seed(3),
                update=text_update("code"))
     noise = torch.randn(y0.shape, generator=torch.Generator().manual_seed(3)).to(torch.float64) * 0.8
-    torch.testing.assert_close(tr.final, torch.softmax(y0 + noise, -1) - 0.3 * c, rtol=0, atol=1e-12)
+    near(tr.final, torch.softmax(y0 + noise, -1) - 0.3 * c, c, n=5, ops=3)   # y + noise, softmax over 5, step
 
 
 def test_bound_energy_carries_its_rule_and_refuses_a_contradiction():
@@ -168,7 +177,7 @@ def test_bound_energy_carries_its_rule_and_refuses_a_contradiction():
     c = torch.randn(2, 5, dtype=torch.float64)
     y0 = torch.randn(2, 5, dtype=torch.float64)
     fn = BoundEnergy(_linear(c), text_update("mirror"))
-    torch.testing.assert_close(think(fn, y0, steps=1, alpha=1.0).final, y0 - c, rtol=0, atol=1e-12)
+    near(think(fn, y0, steps=1, alpha=1.0).final, y0 - c, y0, c)                 # ŷ − α c: two roundings
     with pytest.raises(ValueError, match="contradicts"):
         think(fn, y0, steps=1, alpha=1.0, update=text_update("code"))
     with pytest.raises(ValueError, match="unknown update"):
@@ -182,5 +191,5 @@ def test_early_stop_keeps_a_settled_candidate_under_the_code_rule():
     y0 = torch.randn(2, 5, dtype=torch.float64)
     const = lambda u, l: (u * 0).sum(-1) + 1.0      # noqa: E731  ∇E = 0 and ΔE = 0: settles after one step
     tr = think(const, y0, steps=4, alpha=1.0, tol=0.5, update=text_update("code"))
-    torch.testing.assert_close(tr.final, torch.softmax(y0, -1), rtol=0, atol=1e-12)
+    near(tr.final, torch.softmax(y0, -1), n=5, ops=1)                       # one softmax over the row of 5
     assert tr.nfe.tolist() == [2, 2]
