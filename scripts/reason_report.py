@@ -82,6 +82,25 @@ def policy_table(docs: list[dict], difficulty: float, steps: int) -> str:
     return "\n".join(lines)
 
 
+def verifier_table(docs: list[dict], label: str, difficulty: float) -> str:
+    """Best-of-N against plain and the oracle at every step count: the energy (EBT) or residual (looped) as verifier;
+    'share' = (plain − best-of-N) / (plain − oracle), the part of the oracle's gain the selection finds."""
+    metric = metric_of(docs)
+    pct, lower = metric != "mse", metric == "mse"
+    lines = [f"| steps | plain | best-of-N | oracle-of-N | gain of best-of-N | share of the oracle's gain |",
+             "|---|---|---|---|---|---|"]
+    for k in docs[0]["steps"]:
+        p, b, o = (values(docs, model=label, metric=metric, policy=q, difficulty=difficulty, steps=k)
+                   for q in ("plain", "best-of-N", "oracle-of-N"))
+        if not (p and b and o):
+            continue
+        gain = [(x - y) / x if lower else (y - x) for x, y in zip(p, b)]
+        share = [(x - y) / (x - z) if abs(x - z) > 1e-12 else float("nan") for x, y, z in zip(p, b, o)]
+        lines.append(f"| {k} | {fmt(p, pct=pct)} | {fmt(b, pct=pct)} | {fmt(o, pct=pct)} | "
+                     f"{fmt(gain, pct=True)}{' % less error' if lower else ' points'} | {fmt(share, 2)} |")
+    return "\n".join(lines)
+
+
 def uncertainty_table(docs: list[dict], steps: int) -> str:
     lines = ["| model | difficulty | AUROC wrong (E) | AUROC OOD (E) | AUROC wrong (abs dy) | AUROC OOD (abs dy) |",
              "|---|---|---|---|---|---|"]
@@ -151,6 +170,10 @@ def main() -> None:
         print(curve_table(docs))
         print(f"\nPolicies at difficulty {hard:g}, {four} steps (N = {docs[0]['samples']}):\n")
         print(policy_table(docs, hard, four))
+        for label in ("EBT", "looped"):
+            if label in docs[0]["models"]:
+                print(f"\nVerifier ({label}, best-of-{docs[0]['samples']}) at difficulty {hard:g}:\n")
+                print(verifier_table(docs, label, hard))
         print(f"\nUncertainty at {four} steps:\n")
         print(uncertainty_table(docs, four))
         if a.plots:
