@@ -14,19 +14,39 @@ from pathlib import Path
 import pytest
 
 
+def _default_signals() -> None:
+    """In the child before exec: SIGINT to its default. A shell's background job (``cmd &``, as CI may be run)
+    starts with SIGINT ignored, and an ignored signal stays ignored across exec, so Python would never see it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _train(out: Path, save_every: int) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "ebtkit.cli", "train", "--preset", "tiny", "--steps", "100000",
                              "--set", f"train.save_every={save_every}", "--set", "train.eval_every=100000",
                              "--set", "train.log_every=1", "--out", str(out), "--no-progress", "--no-eval"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+                            env={**os.environ, "OMP_NUM_THREADS": "1"}, preexec_fn=_default_signals)
+
+
+def _stop(p: subprocess.Popen, sig: int) -> str:
+    """Send ``sig``, return stderr; a child still running after 120 s is killed (no orphan left training)."""
+    p.send_signal(sig)
+    try:
+        return p.communicate(timeout=120)[1]
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
 
 
 def _wait_for(path: Path, p: subprocess.Popen, timeout: float = 120) -> None:
     end = time.time() + timeout
     while not path.exists():
         assert p.poll() is None, p.communicate()[1]
-        assert time.time() < end, f"{path} did not appear"
+        if time.time() >= end:
+            p.kill()
+            p.communicate()
+            raise AssertionError(f"{path} did not appear")
         time.sleep(0.05)
 
 
@@ -36,8 +56,7 @@ def test_a_signal_names_the_last_checkpoint_and_the_resume_command(tmp_path, sig
     out = tmp_path / "run"
     p = _train(out, save_every=3)
     _wait_for(out / "checkpoint" / "state.json", p)
-    p.send_signal(sig)
-    _, err = p.communicate(timeout=120)
+    err = _stop(p, sig)
     assert p.returncode == status, err
     line = [ln for ln in err.splitlines() if ln.startswith("ebt: ")]
     assert len(line) == 1, err
@@ -55,8 +74,7 @@ def test_a_signal_before_the_first_checkpoint_says_nothing_was_kept(tmp_path):
     out = tmp_path / "run"
     p = _train(out, save_every=100000)
     _wait_for(out / "metrics.jsonl", p)
-    p.send_signal(signal.SIGTERM)
-    _, err = p.communicate(timeout=120)
+    err = _stop(p, signal.SIGTERM)
     assert p.returncode == 128 + signal.SIGTERM, err
     assert f"ebt: terminated (SIGTERM); no checkpoint was saved yet, so {out} is not kept" in err
     assert not out.exists()

@@ -52,6 +52,14 @@ def _one_error_line(capsys) -> str:
     return lines[0]
 
 
+def _status(argv):
+    """``main``'s exit status, whether it returns it or the parser exits with it (bad values fail at parse time)."""
+    try:
+        return main(argv)
+    except SystemExit as e:
+        return e.code
+
+
 def test_bad_runs_are_refused_before_any_rank_starts(tmp_path, monkeypatch, capsys, no_ranks):
     """Bad input to ``--nproc-per-node`` — a missing data file (found only when the data is loaded), a bad
     value, an occupied run directory, a bad process count, a device this machine lacks, torchrun around it, and
@@ -71,14 +79,14 @@ def test_bad_runs_are_refused_before_any_rank_starts(tmp_path, monkeypatch, caps
              ([*TINY, "--data", str(tmp_path / "flat.npy")], "flat.npy"),
              ([*TINY, "--set", "train.zero=2"], "zero must be 0"),
              ([*TINY, "--out", str(occupied)], "already exists"),
-             ([*TINY, "--nproc-per-node", "0"], "--nproc-per-node must be >= 1"),
+             ([*TINY, "--nproc-per-node", "0"], "--nproc-per-node: must be an integer >= 1, got '0'"),
              (["--resume", str(done), "--lr", "0.5", "--no-progress"], "train.lr"),
              (["--resume", str(done), "--no-progress"], "already at step 2")]
     if not torch.cuda.is_available():
         cases.append(([*TINY, "--device", "cuda"], "no CUDA device"))
     for extra, expected in cases:
         out = [] if "--resume" in extra or "--out" in extra else ["--out", str(new)]
-        assert main(["train", "--nproc-per-node", "2", *out, *extra]) == 2, extra
+        assert _status(["train", "--nproc-per-node", "2", *out, *extra]) == 2, extra
         line = _one_error_line(capsys)
         assert expected in line and not line.startswith("ebt: error: rank"), (extra, line)
         assert not new.exists()

@@ -64,10 +64,15 @@ def test_eval_table_is_printed_without_json(runs, capsys):
 @pytest.mark.parametrize("extra", [["--difficulty", "nan"], ["--difficulty", "-3"], ["--difficulty", "4.5"],
                                    ["--difficulty", "x"], ["--steps", "0"], ["--steps", "a,b"],
                                    ["--steps", "100000"], ["--samples", "0"], ["--samples", "100000"],
-                                   # trajectories of 4096 steps × 256 strings of 4096 bits: ~100 GB, refused up front
-                                   ["--difficulty", "4096", "--steps", "4096", "--instances", "256"]])
-def test_bad_eval_options_are_one_line_errors_and_write_nothing(runs, capsys, extra):
+                                   # trajectories of 4096 steps × batches of 256 strings of 4096 bits: ~100 GB,
+                                   # refused up front
+                                   ["--difficulty", "4096", "--steps", "4096", "--instances", "256",
+                                    "--batch-size", "256"]])
+def test_bad_eval_options_are_one_line_errors_and_write_nothing(runs, capsys, monkeypatch, extra):
     root, r = runs
+    # the memory refusal must not depend on this machine's RAM: it reports 16 GiB free
+    monkeypatch.setattr("ebtkit.core.estimate.available_memory", lambda dev: (16 << 30, "available RAM"))
+    monkeypatch.setenv("EBT_CHECK_MEMORY", "1")
     err = fails_cleanly(root, ["eval", str(r["ebt"]), *extra], capsys)
     assert "Traceback" not in err
 
