@@ -37,6 +37,8 @@ def main(argv=None) -> int:
         text = "\n\n".join(e.text for e in data.examples)[: a.max_bytes]
         (out / f"{name}.txt").write_text(text, encoding="utf-8")
         print(name, task, len(data.examples), "examples", len(text.encode()), "bytes")
+        if getattr(data, "note", None):                # e.g. dyck generated because no BIG-bench is indexed
+            print(f"  note: {data.note}")
     parts, n = [], 0
     for f in sorted(Path(a.pysrc).glob("*.py")):
         t = f.read_text(encoding="utf-8", errors="replace")

@@ -316,7 +316,7 @@ def test_eval_tasks_end_to_end(runs, cache, capsys):
     assert [t["task"] for t in res["tasks"]] == ["tiny_choice", "good"] and res["task_examples"] == 2
     rows = res["tasks"][0]["rows"]
     assert [(r["model"], r["policy"]) for r in rows] == [
-        ("Transformer++", "forward"), ("EBT", "1 steps"), ("EBT", "3 steps (trained)"), ("EBT", "1 steps, BoN-2"),
+        ("Transformer++", "forward"), ("EBT", "1 step"), ("EBT", "3 steps (trained)"), ("EBT", "1 step, BoN-2"),
         ("EBT", "3 steps, BoN-2")]
     assert res["tasks"][0]["examples"] == 2 and res["tasks"][1]["mc_examples"] == 1
     assert "mc_acc_energy" in rows[1] and all(math.isfinite(r["ppl"]) for r in rows)

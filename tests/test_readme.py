@@ -151,7 +151,7 @@ def test_every_number_table_names_its_command_windows_and_threads():
     assert len(tables) >= 6
     for t in tables:
         assert "thread" in t.lower(), t[:300]
-        assert re.search(r"windows|test images|test sequences", t), t[:300]
+        assert re.search(r"windows|test images|test sequences|test instances", t), t[:300]
         assert re.search(r"`(OMP_NUM_THREADS=1 )?(ebt|python) [^`]*`|scripts/\w+\.py", t), t[:300]
 
 

@@ -20,6 +20,17 @@ def test_sequence_thinking_rows_say_1_step(tmp_path):
     assert "1 step " in report and "1 steps" not in report
 
 
+def test_text_policy_labels_say_1_step():
+    """The text thinking labels (eval tables, downstream rows, ``think``'s header, the thinking study) agree with
+    their count."""
+    from ebtkit.eval.inference import Policy
+    from ebtkit.eval.thinking_study import default_policies
+    assert Policy(steps=1).label() == "1 step" and Policy(steps=3).label() == "3 steps"
+    assert Policy(steps=1, samples=2).label() == "1 step, BoN-2"
+    labels = [r.label for r in default_policies(1, think_steps=(1, 2), bon=(2,))]
+    assert labels == ["EBT, trained (1 step)", "think longer: 2 steps", "best-of-2 (min E), 1 step"], labels
+
+
 def test_the_training_val_line_says_what_it_scored():
     """``ebt train`` prints a quick validation figure during training and ``ebt eval``'s table after it; the two
     differ (different windows), so the training line names its tokens (the table's header names its windows)."""

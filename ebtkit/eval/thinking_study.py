@@ -79,16 +79,21 @@ class PolicyRow:
     nfe_budget: int      # steps × samples (the most a policy can spend per token)
 
 
+def _steps(n: int) -> str:
+    return f"{n} step" + ("" if n == 1 else "s")
+
+
 def default_policies(trained_steps: int, think_steps=THINK_STEPS, bon=BON_SAMPLES,
                      tols: list[float] | None = None, early_stop_steps: int = EARLY_STOP_STEPS) -> list[PolicyRow]:
     """The rows of the thinking table (the trained policy first)."""
-    rows = [PolicyRow("trained", f"EBT, trained ({trained_steps} steps)", Policy(steps=trained_steps), trained_steps)]
+    rows = [PolicyRow("trained", f"EBT, trained ({_steps(trained_steps)})", Policy(steps=trained_steps),
+                      trained_steps)]
     for s in think_steps:
         if s != trained_steps:
-            rows.append(PolicyRow("longer", f"think longer: {s} steps", Policy(steps=s), s))
+            rows.append(PolicyRow("longer", f"think longer: {_steps(s)}", Policy(steps=s), s))
     for n in bon:
         if n > 1:
-            rows.append(PolicyRow("best-of-N", f"best-of-{n} (min E), {trained_steps} steps",
+            rows.append(PolicyRow("best-of-N", f"best-of-{n} (min E), {_steps(trained_steps)}",
                                   Policy(steps=trained_steps, samples=n), n * trained_steps))
     for t in tols or []:
         rows.append(PolicyRow("early stop", f"early stop: tol {t:.3g}, ≤{early_stop_steps} steps",
