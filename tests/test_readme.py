@@ -184,3 +184,27 @@ def test_fresh_clone_tiny_row_is_what_ebt_train_prints(tmp_path):
     got = fc.rerun("tiny", stated["threads"], tmp_path / "run")
     for split in ("val", "ood"):
         assert got[split] == pytest.approx(stated[split], rel=stated["rtol"][split]), (split, got, stated)
+
+
+def test_the_reasoning_table_is_the_checked_in_results():
+    """The README's addition curve (mean over seeds) is what ``docs/reasoning/results/addition-t2L-s*.json`` hold,
+    to the digits printed: a rerun that changes the results must change the README too."""
+    import json
+    from statistics import mean
+    files = sorted((README.parent / "docs" / "reasoning" / "results").glob("addition-t2L-s*.json"))
+    assert len(files) == 3
+    rows = [r for f in files for r in json.loads(f.read_text())["rows"] if r["metric"] == "mse"
+            and r["policy"] == "plain"]
+    text = README.read_text()
+    head = next(ln for ln in text.splitlines() if ln.startswith("| MSE, 512 test instances"))
+    steps = [int(re.match(r"\s*(\d+)", c).group(1)) for c in head.split("|")[2:-2]]
+    assert steps == [1, 2, 4, 8, 16], head
+    for label, diff in (("range 1 (in distribution)", 1.0), ("range 2.5 (harder)", 2.5)):
+        cells = next(ln for ln in text.splitlines() if ln.startswith(f"| {label} |")).split("|")[2:-1]
+        want = [mean(r["value"] for r in rows if r["model"] == "EBT" and r["difficulty"] == diff
+                     and r["steps"] == s) for s in steps]
+        want.append(mean(r["value"] for r in rows if r["model"] == "feed-forward" and r["difficulty"] == diff))
+        for cell, w in zip(cells, want, strict=True):
+            shown = cell.split("±")[0].strip()
+            digits = len(re.sub(r"e.*|^0\.0*|\.", "", shown))       # significant digits printed
+            assert float(shown) == pytest.approx(w, rel=0.5 * 10 ** (1 - digits) * 1.01), (label, cell, w)
