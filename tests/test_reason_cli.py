@@ -99,3 +99,19 @@ def test_bad_train_options_are_one_line_errors(tmp_path, capsys, argv, needle):
     err = fails_cleanly(tmp_path, ["train", "--task", "reason", "--preset", "tiny", "--out", str(tmp_path / "r"),
                                    *argv], capsys)
     assert needle in err
+
+
+def test_presets_show_each_problems_table_and_recipe_refinement(capsys):
+    """``ebt presets --task reason`` lists what ``--problem`` sets, including a problem's refinement of the recipe
+    (addition's Langevin noise), and what it lists is what a run resolves."""
+    from ebtkit.tasks.reason import PROBLEM_PRESETS, PROBLEM_RECIPES, preset
+    assert main(["presets", "--task", "reason"]) == 0
+    out = capsys.readouterr().out
+    for problem in PROBLEM_PRESETS:
+        assert f"\n  {problem} " in out
+    sigma = PROBLEM_RECIPES["addition"]["s2"]["thinking.langevin_sigma"]
+    assert f"with recipe s2: thinking.langevin_sigma={sigma}" in out
+    assert preset("cpu", "addition").thinking.langevin_sigma == sigma > 0
+    assert preset("cpu", "addition", system="s1").thinking.langevin_sigma == 0       # s1 is not refined
+    assert preset("cpu", "parity").thinking.langevin_sigma == 0
+    assert preset("cpu", "addition", **{"thinking.langevin_sigma": 0.0}).thinking.langevin_sigma == 0   # user wins

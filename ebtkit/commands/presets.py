@@ -64,6 +64,8 @@ def run(args) -> int:
         print(f"thinking recipes (--task {name} --system):")
         for r, over in task.recipes.items():
             print(f"  {r:<8} " + " ".join(f"{k}={v}" for k, v in over.items()))
+        for line in task.preset_variants():
+            print(line)
         print(f"sizes (--task {name}; estimated training memory, fp32: 'per sequence' = the activations one more "
               f"sequence adds, 'training at the batch' = weights, gradients and AdamW state + the batch's activations):")
         for line in size_lines(task):

@@ -70,6 +70,12 @@ class Task(ABC):
         return "s1"
 
     @classmethod
+    def preset_variants(cls) -> list[str]:
+        """Lines for ``ebt presets``: what a task's own option (e.g. the reasoning problem) sets on top of a
+        preset and recipe. Most tasks have none."""
+        return []
+
+    @classmethod
     def config_from_dict(cls, d: dict) -> Config:
         return cls.config_class.from_dict(d)
 

@@ -373,6 +373,19 @@ class ReasonTask(Task):
         return "s2"
 
     @classmethod
+    def preset_variants(cls) -> list[str]:
+        """Each problem's table (architecture, width, thinking steps, LR; the ``cpu`` preset also takes its
+        ``train.*``) and its refinement of a recipe, as ``ebt presets`` shows them."""
+        lines = ["problems (--task reason --problem; set on top of the preset, before the recipe):"]
+        for problem, over in PROBLEM_PRESETS.items():
+            lines.append(f"  {problem:<12} " + " ".join(f"{k}={v}" for k, v in over.items()))
+            for system, extra in PROBLEM_RECIPES.get(problem, {}).items():
+                lines.append(f"  {'':<12} with recipe {system}: " + " ".join(f"{k}={v}" for k, v in extra.items()))
+        lines.append("  (the sizes below are the default problem's, addition; `ebt train --task reason --problem P` "
+                     "prints P's)")
+        return lines
+
+    @classmethod
     def preset(cls, name: str, system: str | None = None, **overrides: Any) -> ReasonRunConfig:
         """Size preset ← the problem's table (architecture, width, steps, LR; tiny shrinks it) ← thinking recipe ←
         overrides. The problem is ``overrides["data.problem"]`` (default addition)."""
