@@ -52,6 +52,10 @@ def test_eval_writes_rows_for_every_model_policy_and_uncertainty(runs, capsys):
     mean = {(row["difficulty"], row["steps"]): row["value"] for row in ebt
             if row["policy"] == "mean-of-N" and row["metric"] == "cell_acc"}
     assert all(oracle[k] >= mean[k] - 1e-9 for k in oracle)
+    assert doc["batch_size"] == 256                           # the reasoning default, not the text eval's 16
+    assert main(["eval", str(r["ebt"]), "--steps", "1", "--samples", "1", "--instances", "12", "--batch-size", "4",
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["batch_size"] == 4
 
 
 def test_eval_table_is_printed_without_json(runs, capsys):

@@ -206,3 +206,22 @@ def test_ebt_energy_is_one_scalar_per_instance_and_thinks_through_the_shared_loo
         assert tr.energies[-1].shape == (2,) and tr.final.shape == y0.shape
     assert not isinstance(build_reason_model(cfg.shape, cfg.model.replace(model="looped")), ReasonFeedForward)
     assert isinstance(build_reason_model(cfg.shape, cfg.model.replace(model="looped")), ReasonLooped)
+
+
+def test_ood_auroc_compares_energy_per_answer_cell():
+    """The energy sums over the answer's cells, so a 48-bit string's total is 3× a 16-bit one's for the same
+    per-bit energy. An energy of −1 per cell, whatever the instance, says nothing about distribution shift: its
+    ID-vs-OOD AUROC must be 0.5, not the 0.0 that totals (−16 vs −48) would give."""
+    from ebtkit.eval.reason import curve_rows
+    cfg = preset("tiny", "parity", "ebt")
+    model = ReasonTask.build_model(cfg)
+    model.energy = lambda x, u: (u * 0).flatten(1).sum(1) - u.shape[1]      # −1 per bit, a function of u
+    data = {}
+    for d in (16.0, 48.0):
+        x, y = instances(cfg.data.make(), 8, d, 5)
+        data[d] = (torch.from_numpy(x), torch.from_numpy(y))
+    rows = curve_rows("EBT", model, cfg.shape, "parity", data, 16.0, [1, 2], 1, False, 0, 8)
+    ood = [r["value"] for r in rows if r["metric"] == "auroc_ood"]
+    assert ood == [0.5, 0.5]
+    totals = np.r_[np.full(8, -16.0), np.full(8, -48.0)]
+    assert auroc(totals, np.r_[np.zeros(8, bool), np.ones(8, bool)]) == 0.0       # what totals would have said

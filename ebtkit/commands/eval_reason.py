@@ -90,7 +90,7 @@ def evaluate_reason_runs(run, compare=(), *, difficulties=None, steps=None, samp
     rows = [r for r in rows if r["difficulty"] in diffs]
     doc = {"run": str(run), "problem": cfg.data.problem, "knob": problem.knob, "knob_short": _short(cfg.data.problem),
            "id_difficulty": id_d, "difficulties": diffs, "steps": steps, "samples": samples,
-           "accept_lower": accept_lower, "instances": n_instances, "seed": seed, "test_seed": TEST_SEED,
+           "accept_lower": accept_lower, "instances": n_instances, "seed": seed, "batch_size": batch_size, "test_seed": TEST_SEED,
            "headline_metric": metric_names(cfg.shape)[-1], "models": models, "rows": rows}
     out_dir = ckpt.run_dir_of(run)
     doc["files"] = [str(out_dir / "eval_reason.json"), str(out_dir / "reason_curves.png")]

@@ -11,7 +11,10 @@ accept-lower decides each step from the energies up to it, so a prefix of a long
   ``oracle-of-N`` — the start with the lowest error, an upper bound for any selection;
 * uncertainty (``plain``): ``auroc_wrong`` — AUROC of the final energy for wrong vs right instances (right:
   exactly solved, or relative MSE ≤ :data:`RIGHT_REL_MSE`); ``auroc_ood`` — for instances of this difficulty vs the
-  in-distribution one; ``*_dy`` — the same for the last step's |Δy|.
+  in-distribution one; ``*_dy`` — the same for the last step's mean |Δy| per answer cell. The energy is a sum over
+  the answer's cells, so it is compared per cell (energy ÷ cells): totals of instances of different sizes (longer
+  strings, larger graphs) differ by their cell count alone, which would decide an ID-vs-OOD AUROC by size. Within
+  one difficulty, and for fixed-size answers, the division changes no ranking.
 
 ``nfe``: network evaluations per instance (a thinking step = one energy evaluation with its input gradient; a
 looped iteration = one forward; the feed-forward model = 1); best-of-N multiplies by N.
@@ -169,20 +172,22 @@ def curve_rows(label: str, model, shape: Shape, problem: str, data: dict[float, 
             for k in counts:
                 for n in names:
                     add(d, k, "accept-lower", n, al.metrics[k][n].mean(), k)
-    # uncertainty: final energy (EBT) and last-step |Δy| (EBT and looped), plain start
+    # uncertainty: final energy per answer cell (EBT) and last-step |Δy| (EBT and looped), plain start
     if not ff:
         ids = traces.get(id_difficulty)
+        cells = {d: int(y[0].numel()) for d, (_, y) in data.items()}
         for d, runs in traces.items():
             r = runs[0]
             for k in counts:
                 wrong = r.metrics[k]["right"] < 0.5
                 if ebt:
-                    add(d, k, "plain", "auroc_wrong", auroc(r.energy[k], wrong), k)
+                    add(d, k, "plain", "auroc_wrong", auroc(r.energy[k] / cells[d], wrong), k)
                 add(d, k, "plain", "auroc_wrong_dy", auroc(r.dy[k], wrong), k)
                 if ids is not None and d != id_difficulty:
                     ood = np.r_[np.zeros(len(ids[0].dy[k]), bool), np.ones(len(r.dy[k]), bool)]
                     if ebt:
-                        add(d, k, "plain", "auroc_ood", auroc(np.r_[ids[0].energy[k], r.energy[k]], ood), k)
+                        e = np.r_[ids[0].energy[k] / cells[id_difficulty], r.energy[k] / cells[d]]
+                        add(d, k, "plain", "auroc_ood", auroc(e, ood), k)
                     add(d, k, "plain", "auroc_ood_dy", auroc(np.r_[ids[0].dy[k], r.dy[k]], ood), k)
     return rows
 
