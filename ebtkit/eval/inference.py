@@ -25,6 +25,11 @@ import torch
 from ..core.recipe import SELECTIONS, ThinkingSpec, think_with_energy
 
 
+def steps_text(n: int) -> str:
+    """``"1 step"``, ``"3 steps"``: every thinking-step label of the eval tables."""
+    return f"{n} step" + ("" if n == 1 else "s")
+
+
 DEFAULT_STEPS = 2     # thinking steps when none are given (ThinkingConfig's default)
 
 
@@ -106,7 +111,7 @@ class Policy:
     def label(self, trained_steps: int | None = None) -> str:
         """A short human-readable name, e.g. ``"8 steps"``, ``"BoN-4 (min)"``, ``"tol 0.01"``."""
         steps = self.steps if self.steps is not None else trained_steps
-        parts = [f"{steps} step{'' if steps == 1 else 's'}" if steps is not None else "trained steps"]
+        parts = [steps_text(steps) if steps is not None else "trained steps"]
         if self.samples > 1:
             parts.append(f"BoN-{self.samples}" + (" max-drop" if self.select == "max_drop" else ""))
         if self.alpha is not None:

@@ -30,7 +30,7 @@ from ..data.fingerprint import same_data
 from ..data.images import load_image_data
 from ..data.text import prepare_text_data
 from .denoise import EvalSpec, evaluate, format_table, plot_psnr, plot_samples
-from .inference import Policy
+from .inference import Policy, steps_text
 from .sequence import evaluate_sequence as _evaluate_sequence
 from .sequence import format_sequence_report
 from .text_table import format_table as format_text_table
@@ -106,10 +106,10 @@ def evaluate_text(b, run: str | Path, steps_list: list[int] | None = None, max_w
         trained = b.eval_steps
         plain = Policy(steps=trained)
         counts = list(dict.fromkeys([*(steps_list or sorted({trained, 2 * trained})), *extra_steps]))
-        policies = [("plain" if s == trained else "steps", f"EBT, {s} step{'' if s == 1 else 's'}" + (" (trained)" if s == trained else ""),
+        policies = [("plain" if s == trained else "steps", f"EBT, {steps_text(s)}" + (" (trained)" if s == trained else ""),
                      Policy(steps=s)) for s in counts]
         if study is None:
-            policies += [("best-of-N", f"EBT, best-of-{n} (min E), {trained} step{'' if trained == 1 else 's'}", Policy(steps=trained, samples=n))
+            policies += [("best-of-N", f"EBT, best-of-{n} (min E), {steps_text(trained)}", Policy(steps=trained, samples=n))
                          for n in dict.fromkeys(bon) if n > 1]
         title = (f"EBT ({cfg.thinking.system.upper()}, {cfg.preset} preset, {cfg.train.steps} training steps; "
                  f"evaluated at {trained} thinking steps)")

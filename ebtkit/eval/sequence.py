@@ -18,6 +18,7 @@ import torch
 
 from ..core.recipe import landscape_schedule, think_with_energy
 from ..core.thinking import is_energy_model
+from .inference import steps_text
 from .sequence_metrics import (SSIM_HELP, energy_error_spearman, frame_mse, horizon_errors, plot_error_vs_horizon,
                                plot_error_vs_nfe, plot_series, plot_strip, write_gif)
 
@@ -167,7 +168,7 @@ def evaluate_sequence(models: dict[str, tuple[torch.nn.Module, int | None]], dat
                 r = ro if n == steps else _batched_rollout(model, observed, K, batch_size, steps=n, generator=gen())
                 e = errs if n == steps else horizon_errors(data.to_units(r["pred"]), units_target,
                                                             frame_shape=data.frame_shape)
-                study.append({"policy": f"{n} step" + ("" if n == 1 else "s"), "steps": n, "samples": 1, "nfe": r["nfe"],
+                study.append({"policy": steps_text(n), "steps": n, "samples": 1, "nfe": r["nfe"],
                               "error": _headline(e, video)[1], "mse": e["mse"]["mean"]})
             for n in bon:
                 r = _batched_rollout(model, observed, K, batch_size, steps=steps, samples=n, samples_sigma=bon_sigma,

@@ -36,7 +36,7 @@ from dataclasses import replace
 import torch
 
 from ..core.thinking import is_energy_model
-from .inference import Policy
+from .inference import Policy, steps_text
 from .metrics import perplexity
 
 IDENTICAL_NOTE = "identical: deterministic start, no noise"
@@ -157,7 +157,7 @@ def study_rows(study: dict, splits: list[dict], model, plain: Policy) -> list[di
         if family == "transformer++":
             label = "Transformer++ baseline (1 forward)"
         elif family in ("plain", "longer"):
-            label = f"EBT, {pol.steps} step{'' if pol.steps == 1 else 's'}" + (" (trained)" if family == "plain" else "")
+            label = f"EBT, {steps_text(pol.steps)}" + (" (trained)" if family == "plain" else "")
         else:
             label = "EBT, " + rec["label"]
         rows.append(_row(family, label, pol, per, plain.steps))

@@ -34,7 +34,7 @@ from pathlib import Path
 
 from ..core.thinking import is_energy_model
 from ..data.text import eval_windows
-from .inference import Policy, think_text
+from .inference import Policy, steps_text, think_text
 from .metrics import perplexity, token_nll
 
 THINK_STEPS = (2, 4, 8, 16)
@@ -79,21 +79,17 @@ class PolicyRow:
     nfe_budget: int      # steps × samples (the most a policy can spend per token)
 
 
-def _steps(n: int) -> str:
-    return f"{n} step" + ("" if n == 1 else "s")
-
-
 def default_policies(trained_steps: int, think_steps=THINK_STEPS, bon=BON_SAMPLES,
                      tols: list[float] | None = None, early_stop_steps: int = EARLY_STOP_STEPS) -> list[PolicyRow]:
     """The rows of the thinking table (the trained policy first)."""
-    rows = [PolicyRow("trained", f"EBT, trained ({_steps(trained_steps)})", Policy(steps=trained_steps),
+    rows = [PolicyRow("trained", f"EBT, trained ({steps_text(trained_steps)})", Policy(steps=trained_steps),
                       trained_steps)]
     for s in think_steps:
         if s != trained_steps:
-            rows.append(PolicyRow("longer", f"think longer: {_steps(s)}", Policy(steps=s), s))
+            rows.append(PolicyRow("longer", f"think longer: {steps_text(s)}", Policy(steps=s), s))
     for n in bon:
         if n > 1:
-            rows.append(PolicyRow("best-of-N", f"best-of-{n} (min E), {_steps(trained_steps)}",
+            rows.append(PolicyRow("best-of-N", f"best-of-{n} (min E), {steps_text(trained_steps)}",
                                   Policy(steps=trained_steps, samples=n), n * trained_steps))
     for t in tols or []:
         rows.append(PolicyRow("early stop", f"early stop: tol {t:.3g}, ≤{early_stop_steps} steps",
