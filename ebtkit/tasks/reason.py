@@ -402,7 +402,7 @@ class ReasonTask(Task):
         if name == "gpu":
             table.update(_GPU_SIZE.get(problem, {}))
         presets = {name: table}
-        refine = PROBLEM_RECIPES.get(problem, {}).get(system or "s2", {})
+        refine = PROBLEM_RECIPES.get(problem, {}).get(system or cls.default_system(name), {})
         return resolve_preset(ReasonRunConfig, presets, RECIPES, name, system,
                               {**refine, "data.problem": problem, **overrides}, "s2")
 
